@@ -1,0 +1,53 @@
+//! The Raft log's payload: every change to the cluster state is one `Command`.
+//!
+//! Commands carry everything apply needs, including timestamps chosen by the proposer, so
+//! apply never reads a clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::{NodeRecord, NodeRegistration};
+use crate::token::TokenRecord;
+use crate::{NodeId, UnixMillis};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// First entry of a new cluster. Applying it twice is a no-op.
+    InitCluster { cluster_id: String, at_ms: UnixMillis },
+    /// A node announces (or re-announces, e.g. after a restart) itself and its inventory.
+    RegisterNode { node: NodeRegistration, at_ms: UnixMillis },
+    /// Add/replace labels in `set`, then drop the keys in `remove`.
+    SetLabels {
+        node_id: NodeId,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+        at_ms: UnixMillis,
+    },
+    CreateToken { token: TokenRecord },
+    RevokeToken { id: String, at_ms: UnixMillis },
+}
+
+impl Command {
+    /// A short name for logs and metrics (never includes secrets).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::InitCluster { .. } => "init_cluster",
+            Command::RegisterNode { .. } => "register_node",
+            Command::SetLabels { .. } => "set_labels",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
+
+/// What applying a command produced. A rejected command changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Done,
+    Node { node: Box<NodeRecord> },
+    Rejected { reason: String },
+}

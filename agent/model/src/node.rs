@@ -1,0 +1,101 @@
+//! The node record: what the cluster knows about one machine.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Inventory;
+use crate::{NodeId, UnixMillis};
+
+/// Where a node is in its lifecycle (see docs/ARCHITECTURE.md, "Node lifecycle").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Pending,
+    Ready,
+    Suspect,
+    Down,
+    Draining,
+    Left,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Pending => "pending",
+            NodeState::Ready => "ready",
+            NodeState::Suspect => "suspect",
+            NodeState::Down => "down",
+            NodeState::Draining => "draining",
+            NodeState::Left => "left",
+        }
+    }
+}
+
+/// What a node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// A Raft voter: holds the log, serves the API, MCP, status page and PXE.
+    Coordinator,
+    /// Runs workloads; not a voter.
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Coordinator => "coordinator",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+/// What a node says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRegistration {
+    pub id: NodeId,
+    pub name: String,
+    pub role: NodeRole,
+    /// gRPC address other nodes and clients reach this node at.
+    pub grpc_addr: String,
+    /// HTTP address (health, JSON API).
+    pub http_addr: String,
+    pub inventory: Inventory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub name: String,
+    pub role: NodeRole,
+    pub state: NodeState,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub labels: BTreeMap<String, String>,
+    pub inventory: Inventory,
+    pub registered_at_ms: UnixMillis,
+    pub updated_at_ms: UnixMillis,
+}
+
+/// Rules for label keys and values, checked before a command is proposed and again in apply.
+pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 63 {
+        return Err(format!("label key {key:?} must be 1 to 63 characters"));
+    }
+    let key_ok = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if !key_ok || !key.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "label key {key:?} must start with a letter or digit and contain only letters, digits, '-', '_', '.', '/'"
+        ));
+    }
+    if value.len() > 255 {
+        return Err(format!("label {key:?}: value must be at most 255 bytes"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(format!("label {key:?}: value must not contain control characters"));
+    }
+    Ok(())
+}

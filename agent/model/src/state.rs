@@ -1,0 +1,274 @@
+//! The replicated cluster state and the one function that changes it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Outcome};
+use crate::node::{validate_label, NodeRecord, NodeState};
+use crate::token::{Scope, TokenRecord, TokenRejection};
+use crate::{NodeId, UnixMillis};
+
+/// How many events the state keeps; older ones are dropped (their count is kept).
+pub const EVENT_CAPACITY: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: UnixMillis,
+    pub node_id: Option<NodeId>,
+    /// Machine-readable kind, e.g. "node_registered".
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub cluster_id: Option<String>,
+    pub created_at_ms: UnixMillis,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    pub tokens: BTreeMap<String, TokenRecord>,
+    pub events: VecDeque<Event>,
+    pub next_event_seq: u64,
+}
+
+impl ClusterState {
+    /// Applies one command. Deterministic: the same state and command give the same result on
+    /// every replica. Invalid commands are rejected without changing anything.
+    pub fn apply(&mut self, cmd: &Command) -> Outcome {
+        match cmd {
+            Command::InitCluster { cluster_id, at_ms } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                    self.created_at_ms = *at_ms;
+                    self.event(*at_ms, None, "cluster_created", format!("cluster {cluster_id} created"));
+                }
+                Outcome::Done
+            }
+            Command::RegisterNode { node, at_ms } => {
+                let record = match self.nodes.get_mut(&node.id) {
+                    Some(existing) => {
+                        existing.name = node.name.clone();
+                        existing.role = node.role;
+                        existing.grpc_addr = node.grpc_addr.clone();
+                        existing.http_addr = node.http_addr.clone();
+                        existing.inventory = node.inventory.clone();
+                        existing.updated_at_ms = *at_ms;
+                        existing.clone()
+                    }
+                    None => {
+                        let record = NodeRecord {
+                            id: node.id,
+                            name: node.name.clone(),
+                            role: node.role,
+                            state: NodeState::Ready,
+                            grpc_addr: node.grpc_addr.clone(),
+                            http_addr: node.http_addr.clone(),
+                            labels: BTreeMap::new(),
+                            inventory: node.inventory.clone(),
+                            registered_at_ms: *at_ms,
+                            updated_at_ms: *at_ms,
+                        };
+                        self.nodes.insert(node.id, record.clone());
+                        record
+                    }
+                };
+                self.event(
+                    *at_ms,
+                    Some(node.id),
+                    "node_registered",
+                    format!("node {} ({}) registered as {}", node.name, node.id, node.role.as_str()),
+                );
+                Outcome::Node { node: Box::new(record) }
+            }
+            Command::SetLabels { node_id, set, remove, at_ms } => {
+                for (k, v) in set {
+                    if let Err(reason) = validate_label(k, v) {
+                        return Outcome::Rejected { reason };
+                    }
+                }
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                };
+                for (k, v) in set {
+                    node.labels.insert(k.clone(), v.clone());
+                }
+                for k in remove {
+                    node.labels.remove(k);
+                }
+                node.updated_at_ms = *at_ms;
+                Outcome::Node { node: Box::new(node.clone()) }
+            }
+            Command::CreateToken { token } => {
+                if self.tokens.contains_key(&token.id) {
+                    return Outcome::Rejected { reason: format!("token id {:?} already exists", token.id) };
+                }
+                self.tokens.insert(token.id.clone(), token.clone());
+                self.event(
+                    token.created_at_ms,
+                    None,
+                    "token_created",
+                    format!("token {:?} ({}) created with scope {}", token.name, token.id, token.scope.as_str()),
+                );
+                Outcome::Done
+            }
+            Command::RevokeToken { id, at_ms } => {
+                let Some(token) = self.tokens.get_mut(id) else {
+                    return Outcome::Rejected { reason: format!("no token with id {id:?}") };
+                };
+                token.revoked = true;
+                self.event(*at_ms, None, "token_revoked", format!("token {id:?} revoked"));
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Checks a presented token (given as its SHA-256 hex digest) at time `now_ms`.
+    /// Called by request handlers, not by apply.
+    pub fn authorize(&self, sha256_hex: &str, need: Scope, now_ms: UnixMillis) -> Result<&TokenRecord, TokenRejection> {
+        let token = self
+            .tokens
+            .values()
+            .find(|t| t.sha256 == sha256_hex)
+            .ok_or(TokenRejection::Unknown)?;
+        if token.revoked {
+            return Err(TokenRejection::Revoked { id: token.id.clone() });
+        }
+        if token.expires_at_ms.is_some_and(|exp| now_ms >= exp) {
+            return Err(TokenRejection::Expired { id: token.id.clone() });
+        }
+        if !token.scope.allows(need) {
+            return Err(TokenRejection::InsufficientScope { id: token.id.clone(), have: token.scope, need });
+        }
+        Ok(token)
+    }
+
+    /// Finds a node by numeric id or by (unique) name.
+    pub fn find_node(&self, key: &str) -> Option<&NodeRecord> {
+        if let Ok(id) = key.parse::<NodeId>() {
+            if let Some(n) = self.nodes.get(&id) {
+                return Some(n);
+            }
+        }
+        let mut by_name = self.nodes.values().filter(|n| n.name == key);
+        match (by_name.next(), by_name.next()) {
+            (Some(n), None) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn event(&mut self, at_ms: UnixMillis, node_id: Option<NodeId>, kind: &str, message: String) {
+        let seq = self.next_event_seq;
+        self.next_event_seq += 1;
+        self.events.push_back(Event { seq, at_ms, node_id, kind: kind.to_string(), message });
+        while self.events.len() > EVENT_CAPACITY {
+            self.events.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+    use crate::node::{NodeRegistration, NodeRole};
+
+    fn reg(id: NodeId, name: &str) -> Command {
+        Command::RegisterNode {
+            node: NodeRegistration {
+                id,
+                name: name.into(),
+                role: NodeRole::Coordinator,
+                grpc_addr: "127.0.0.1:7071".into(),
+                http_addr: "127.0.0.1:7070".into(),
+                inventory: Inventory::default(),
+            },
+            at_ms: 10,
+        }
+    }
+
+    #[test]
+    fn apply_is_deterministic_and_rejects_without_change() {
+        let cmds = vec![
+            Command::InitCluster { cluster_id: "c1".into(), at_ms: 1 },
+            reg(7, "alpha"),
+            Command::SetLabels {
+                node_id: 7,
+                set: [("zone".to_string(), "a".to_string())].into(),
+                remove: vec![],
+                at_ms: 11,
+            },
+        ];
+        let mut a = ClusterState::default();
+        let mut b = ClusterState::default();
+        for c in &cmds {
+            assert_eq!(a.apply(c), b.apply(c));
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.nodes[&7].labels["zone"], "a");
+
+        let before = a.clone();
+        let bad = Command::SetLabels {
+            node_id: 7,
+            set: [("bad key!".to_string(), "x".to_string())].into(),
+            remove: vec![],
+            at_ms: 12,
+        };
+        assert!(matches!(a.apply(&bad), Outcome::Rejected { .. }));
+        let unknown = Command::SetLabels { node_id: 99, set: BTreeMap::new(), remove: vec![], at_ms: 12 };
+        assert!(matches!(a.apply(&unknown), Outcome::Rejected { .. }));
+        assert_eq!(a, before);
+    }
+
+    #[test]
+    fn init_twice_keeps_first_cluster_id() {
+        let mut s = ClusterState::default();
+        s.apply(&Command::InitCluster { cluster_id: "first".into(), at_ms: 1 });
+        s.apply(&Command::InitCluster { cluster_id: "second".into(), at_ms: 2 });
+        assert_eq!(s.cluster_id.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn authorize_checks_scope_expiry_and_revocation() {
+        let mut s = ClusterState::default();
+        let token = TokenRecord {
+            id: "t1".into(),
+            name: "ops".into(),
+            scope: Scope::Operate,
+            sha256: "abc".into(),
+            created_at_ms: 0,
+            expires_at_ms: Some(100),
+            revoked: false,
+        };
+        s.apply(&Command::CreateToken { token });
+        assert!(s.authorize("abc", Scope::Read, 50).is_ok());
+        assert!(s.authorize("abc", Scope::Operate, 50).is_ok());
+        assert!(matches!(s.authorize("abc", Scope::Admin, 50), Err(TokenRejection::InsufficientScope { .. })));
+        assert!(matches!(s.authorize("abc", Scope::Read, 100), Err(TokenRejection::Expired { .. })));
+        assert!(matches!(s.authorize("nope", Scope::Read, 50), Err(TokenRejection::Unknown)));
+        s.apply(&Command::RevokeToken { id: "t1".into(), at_ms: 60 });
+        assert!(matches!(s.authorize("abc", Scope::Read, 50), Err(TokenRejection::Revoked { .. })));
+    }
+
+    #[test]
+    fn find_node_by_id_or_unique_name() {
+        let mut s = ClusterState::default();
+        s.apply(&reg(1, "alpha"));
+        s.apply(&reg(2, "beta"));
+        s.apply(&reg(3, "beta"));
+        assert_eq!(s.find_node("1").map(|n| n.id), Some(1));
+        assert_eq!(s.find_node("alpha").map(|n| n.id), Some(1));
+        assert!(s.find_node("beta").is_none(), "ambiguous names resolve to nothing");
+        assert!(s.find_node("gamma").is_none());
+    }
+
+    #[test]
+    fn events_are_bounded() {
+        let mut s = ClusterState::default();
+        for i in 0..(EVENT_CAPACITY as u64 + 10) {
+            s.apply(&reg(i, "n"));
+        }
+        assert_eq!(s.events.len(), EVENT_CAPACITY);
+        assert_eq!(s.events.front().map(|e| e.seq), Some(10));
+    }
+}
