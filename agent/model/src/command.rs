@@ -17,7 +17,7 @@ pub enum Command {
     /// First entry of a new cluster. Applying it twice is a no-op.
     InitCluster { cluster_id: String, at_ms: UnixMillis },
     /// A node announces (or re-announces, e.g. after a restart) itself and its inventory.
-    RegisterNode { node: NodeRegistration, at_ms: UnixMillis },
+    RegisterNode { node: Box<NodeRegistration>, at_ms: UnixMillis },
     /// Add/replace labels in `set`, then drop the keys in `remove`.
     SetLabels {
         node_id: NodeId,

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod node;
 pub mod state;
 pub mod token;
+pub mod view;
 
 /// A node's identity inside the Raft group. Chosen at random when a data dir is created.
 pub type NodeId = u64;

@@ -175,14 +175,14 @@ mod tests {
 
     fn reg(id: NodeId, name: &str) -> Command {
         Command::RegisterNode {
-            node: NodeRegistration {
+            node: Box::new(NodeRegistration {
                 id,
                 name: name.into(),
                 role: NodeRole::Coordinator,
                 grpc_addr: "127.0.0.1:7071".into(),
                 http_addr: "127.0.0.1:7070".into(),
                 inventory: Inventory::default(),
-            },
+            }),
             at_ms: 10,
         }
     }

@@ -24,6 +24,9 @@ impl LogStore {
         LogStore { db, path }
     }
 
+    // The error type is openraft's `StorageError`, fixed by its traits; boxing it here would
+    // only move the conversion.
+    #[allow(clippy::result_large_err)]
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;

@@ -58,7 +58,8 @@ pub fn open_store(path: &Path) -> Result<(LogStore, StateMachineStore), StoreErr
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     let db = Database::builder().create(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.to_path_buf() },
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+        // redb reports a foreign or damaged header as an `InvalidData` IO error.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() != std::io::ErrorKind::InvalidData => {
             StoreError::Io { path: path.to_path_buf(), detail: io.to_string() }
         }
         other => StoreError::Corrupt { path: path.to_path_buf(), detail: other.to_string() },

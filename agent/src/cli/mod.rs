@@ -1,0 +1,142 @@
+//! Command-line surface: argument definitions and dispatch.
+
+mod node;
+mod output;
+mod status;
+mod writes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::ClientArgs;
+use crate::config::FlagOverrides;
+pub use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "cortex", version, about = "Turn spare machines into one approved, self-describing compute cluster.")]
+pub struct Cli {
+    /// Output format: human tables or JSON.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table, env = "CORTEX_OUTPUT")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a single-node cluster on this host (coordinator + worker) and serve until Ctrl-C.
+    Up(UpArgs),
+    /// Show the cluster: leader, term, commit index, node counts.
+    Status(ClientArgs),
+    /// List, show and label nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Show the effective configuration (all layers merged) without starting anything.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Load generators for benchmarks (see scripts/bench-foundation.sh).
+    #[command(hide = true)]
+    Loadgen {
+        #[command(subcommand)]
+        command: writes::LoadgenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List every node the cluster knows.
+    List(ClientArgs),
+    /// Show one node (by id or name) with its inventory.
+    Show {
+        /// Node id or name.
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set labels (`key=value`) and remove labels (`key-`) on a node. Needs scope operate.
+    Label {
+        /// Node id or name.
+        node: String,
+        /// `key=value` to set, `key-` to remove.
+        #[arg(required = true, value_name = "LABEL")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration `cortex up` would use with the same flags.
+    Show(UpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Data directory (Raft store, identity, admin token).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listener (health, JSON API).
+    #[arg(long, value_name = "IP:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC listener (API and Raft).
+    #[arg(long, value_name = "IP:PORT")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Name shown for this node (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Log filter, e.g. `info` or `info,openraft=warn`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// An extra config file, applied after /etc/cortex.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl UpArgs {
+    fn overrides(&self) -> FlagOverrides {
+        FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            http_addr: self.http_addr,
+            grpc_addr: self.grpc_addr,
+            node_name: self.node_name.clone(),
+            log_level: self.log_level.clone(),
+            config_file: self.config.clone(),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = cli.output;
+    match cli.command {
+        Command::Up(args) => {
+            let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
+            crate::daemon::up(config, out).await?;
+        }
+        Command::Config { command: ConfigCommand::Show(args) } => {
+            let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
+            let text = config.to_toml();
+            if out == Output::Json {
+                let value: toml::Value = toml::from_str(&text)?;
+                output::print_json(&value)?;
+            } else {
+                print!("{text}");
+            }
+        }
+        Command::Status(client) => status::run(&client, out).await?,
+        Command::Node { command } => match command {
+            NodeCommand::List(client) => node::list(&client, out).await?,
+            NodeCommand::Show { node, client } => node::show(&client, &node, out).await?,
+            NodeCommand::Label { node, labels, client } => node::label(&client, &node, &labels, out).await?,
+        },
+        Command::Loadgen { command } => writes::run(command, out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

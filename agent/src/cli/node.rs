@@ -1,0 +1,197 @@
+//! `cortex node list|show|label`.
+
+use std::collections::BTreeMap;
+
+use cortex_model::node::NodeRecord;
+use cortex_proto::v1::{GetNodeRequest, ListNodesRequest, SetNodeLabelsRequest};
+
+use super::output::{self, Output};
+use crate::client::{Client, ClientArgs};
+use crate::convert::node_from_pb;
+
+pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(ListNodesRequest {});
+    let resp = client.grpc.list_nodes(req).await.map_err(|e| client.error(e))?.into_inner();
+    let nodes = resp.nodes.into_iter().map(node_from_pb).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&serde_json::json!({ "nodes": nodes }));
+    }
+    if nodes.is_empty() {
+        println!("no nodes yet — `cortex up` registers this host; other machines join in a later release");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.id.to_string(),
+                n.name.clone(),
+                n.role.as_str().into(),
+                n.state.as_str().into(),
+                n.grpc_addr.clone(),
+                n.inventory.cpu.threads.to_string(),
+                output::bytes(n.inventory.memory.total_bytes),
+                labels(n),
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["id", "name", "role", "state", "address", "cpus", "memory", "labels"], &rows));
+    Ok(())
+}
+
+pub async fn show(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(GetNodeRequest { key: key.to_string() });
+    let node = client.grpc.get_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    print!("{}", render_node(&node));
+    Ok(())
+}
+
+pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) -> anyhow::Result<()> {
+    let (set, remove) = parse_label_specs(specs)?;
+    let mut client = Client::connect(args).await?;
+    let req = client.request(SetNodeLabelsRequest { key: key.to_string(), set: set.into_iter().collect(), remove });
+    let node = client.grpc.set_node_labels(req).await.map_err(|e| client.error(e))?.into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    println!("node {} ({}): labels {}", node.name, node.id, labels(&node));
+    Ok(())
+}
+
+/// `k=v` sets, `k-` removes. Anything else is an error naming the argument.
+pub fn parse_label_specs(specs: &[String]) -> anyhow::Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for s in specs {
+        if let Some((k, v)) = s.split_once('=') {
+            set.insert(k.to_string(), v.to_string());
+        } else if let Some(k) = s.strip_suffix('-') {
+            remove.push(k.to_string());
+        } else {
+            anyhow::bail!("label {s:?}: expected key=value to set or key- to remove");
+        }
+    }
+    Ok((set, remove))
+}
+
+fn labels(n: &NodeRecord) -> String {
+    if n.labels.is_empty() {
+        return "-".into();
+    }
+    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn render_node(n: &NodeRecord) -> String {
+    let inv = &n.inventory;
+    let mut s = output::fields(&[
+        ("id", n.id.to_string()),
+        ("name", n.name.clone()),
+        ("role", n.role.as_str().into()),
+        ("state", n.state.as_str().into()),
+        ("grpc", n.grpc_addr.clone()),
+        ("http", n.http_addr.clone()),
+        ("labels", labels(n)),
+        ("hostname", inv.hostname.clone()),
+        ("machine id", output::opt(inv.machine_id.clone())),
+        ("os", format!("{} (kernel {}, {})", inv.os.name, inv.os.kernel, inv.os.arch)),
+        (
+            "cpu",
+            format!(
+                "{} — {} cores, {} threads, {} MHz",
+                inv.cpu.model,
+                output::opt(inv.cpu.cores),
+                inv.cpu.threads,
+                inv.cpu.frequency_mhz
+            ),
+        ),
+        ("cpu flags", format!("{} flags", inv.cpu.flags.len())),
+        (
+            "memory",
+            format!(
+                "{} total, {} available",
+                output::bytes(inv.memory.total_bytes),
+                output::bytes(inv.memory.available_bytes)
+            ),
+        ),
+        (
+            "gpus",
+            match &inv.gpus.unavailable {
+                Some(reason) => reason.clone(),
+                None => format!("{} NVIDIA GPU(s)", inv.gpus.devices.len()),
+            },
+        ),
+    ]);
+    if !inv.disks.is_empty() {
+        s.push_str("\nDISKS\n");
+        let rows: Vec<Vec<String>> = inv
+            .disks
+            .iter()
+            .map(|d| {
+                vec![
+                    d.device.clone(),
+                    d.mount_point.clone(),
+                    d.file_system.clone(),
+                    output::bytes(d.total_bytes),
+                    output::bytes(d.available_bytes),
+                    d.kind.clone(),
+                ]
+            })
+            .collect();
+        s.push_str(&output::table(&["device", "mount", "fs", "size", "free", "kind"], &rows));
+    }
+    if !inv.nics.is_empty() {
+        s.push_str("\nNICS\n");
+        let rows: Vec<Vec<String>> = inv
+            .nics
+            .iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    output::opt(n.mac.clone()),
+                    n.state.clone(),
+                    n.speed_mbps.map(|m| format!("{m} Mb/s")).unwrap_or_else(|| "-".into()),
+                    output::opt(n.mtu),
+                    n.addresses.join(","),
+                ]
+            })
+            .collect();
+        s.push_str(&output::table(&["name", "mac", "state", "speed", "mtu", "addresses"], &rows));
+    }
+    for d in &inv.gpus.devices {
+        s.push_str(&format!(
+            "gpu {}: {} ({}), {}, driver {}\n",
+            d.index,
+            d.name,
+            d.uuid,
+            output::bytes(d.memory_total_bytes),
+            d.driver_version
+        ));
+    }
+    for w in &inv.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_specs_parse_and_reject() {
+        let (set, remove) =
+            parse_label_specs(&["zone=a".to_string(), "gpu-".to_string(), "empty=".to_string()]).unwrap();
+        assert_eq!(set.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(set.get("empty").map(String::as_str), Some(""));
+        assert_eq!(remove, vec!["gpu".to_string()]);
+        let err = parse_label_specs(&["zone".to_string()]).unwrap_err().to_string();
+        assert_eq!(err, "label \"zone\": expected key=value to set or key- to remove");
+    }
+}

@@ -1,0 +1,111 @@
+//! `cortex loadgen writes`: drives the real write path (gRPC → Raft → durable store → apply)
+//! with N concurrent clients and reports throughput and latency. Used by
+//! scripts/bench-foundation.sh; hidden from `--help` because it is a benchmark tool.
+
+use std::time::{Duration, Instant};
+
+use cortex_proto::v1::SetNodeLabelsRequest;
+use serde::Serialize;
+
+use super::output::{self, Output};
+use crate::client::{Client, ClientArgs};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LoadgenCommand {
+    /// Concurrent label writes against one node.
+    Writes {
+        /// Node whose labels are written.
+        #[arg(long)]
+        node: String,
+        /// Concurrent clients (each with its own connection).
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Serialize)]
+struct Report {
+    clients: usize,
+    writes: u64,
+    errors: u64,
+    seconds: f64,
+    writes_per_sec: f64,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+}
+
+pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
+    let LoadgenCommand::Writes { node, clients, seconds, client } = cmd;
+    anyhow::ensure!(clients >= 1, "--clients must be at least 1");
+    anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds must be a positive number");
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let mut c = Client::connect(&client).await?;
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let req = c.request(SetNodeLabelsRequest {
+                    key: node.clone(),
+                    set: [(format!("loadgen-{worker}"), i.to_string())].into_iter().collect(),
+                    remove: vec![],
+                });
+                match c.grpc.set_node_labels(req).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+                i += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all[i].as_secs_f64() * 1000.0
+    };
+    let report = Report {
+        clients,
+        writes: all.len() as u64,
+        errors,
+        seconds: elapsed,
+        writes_per_sec: all.len() as f64 / elapsed,
+        latency_ms_p50: pct(0.5),
+        latency_ms_p99: pct(0.99),
+    };
+    if out == Output::Json {
+        return output::print_json(&report);
+    }
+    println!(
+        "{} clients: {} writes in {:.1}s = {:.0} writes/s (p50 {:.2} ms, p99 {:.2} ms, {} errors)",
+        report.clients,
+        report.writes,
+        report.seconds,
+        report.writes_per_sec,
+        report.latency_ms_p50,
+        report.latency_ms_p99,
+        report.errors
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The CLI's gRPC client: finding the server, attaching the bearer token, and turning gRPC
+//! failures into messages a person can act on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use cortex_proto::v1::cortex_client::CortexClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// No Cortex node answered. Maps to exit code 69.
+#[derive(Debug, thiserror::Error)]
+#[error("no Cortex node is answering at {addr} ({reason}). Start one with `cortex up`, or point --server / CORTEX_SERVER at a running node")]
+pub struct Unavailable {
+    pub addr: String,
+    pub reason: String,
+}
+
+/// Connection settings shared by every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// gRPC address of any Cortex node.
+    #[arg(long, env = "CORTEX_SERVER", default_value = "127.0.0.1:7071", value_name = "ADDR")]
+    pub server: String,
+    /// Bearer token for writes (prefer --token-file: a flag shows up in `ps`).
+    #[arg(long, env = "CORTEX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// File holding the bearer token (default: <default data dir>/admin.token if readable).
+    #[arg(long, env = "CORTEX_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+pub struct Client {
+    pub grpc: CortexClient<Channel>,
+    addr: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+        let url = if args.server.contains("://") { args.server.clone() } else { format!("http://{}", args.server) };
+        let endpoint = Endpoint::from_shared(url)
+            .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30));
+        let channel = endpoint.connect().await.map_err(|e| Unavailable {
+            addr: args.server.clone(),
+            reason: root_cause(&e),
+        })?;
+        Ok(Client { grpc: CortexClient::new(channel), addr: args.server.clone(), token: load_token(args)? })
+    }
+
+    /// Wraps a message in a request carrying the bearer token, if there is one.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(token) = &self.token {
+            if let Ok(v) = format!("Bearer {token}").parse() {
+                req.metadata_mut().insert("authorization", v);
+            }
+        }
+        req
+    }
+
+    /// Turns a gRPC status into an error for the user.
+    pub fn error(&self, status: tonic::Status) -> anyhow::Error {
+        use tonic::Code;
+        match status.code() {
+            Code::Unavailable if status.message().contains("transport") || status.message().is_empty() => {
+                Unavailable { addr: self.addr.clone(), reason: status.message().to_string() }.into()
+            }
+            Code::Unauthenticated => anyhow::anyhow!("not authenticated: {}", status.message()),
+            Code::PermissionDenied => anyhow::anyhow!("permission denied: {}", status.message()),
+            _ => anyhow::anyhow!("{}", status.message()),
+        }
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn load_token(args: &ClientArgs) -> anyhow::Result<Option<String>> {
+    if let Some(t) = &args.token {
+        return Ok(Some(t.trim().to_string()));
+    }
+    if let Some(path) = &args.token_file {
+        let t = read_token_file(path).with_context(|| format!("reading token file {}", path.display()))?;
+        return Ok(Some(t));
+    }
+    // Convenience for the single-node trial: the bootstrap admin token of the default data dir.
+    let default = crate::config::default_data_dir().join("admin.token");
+    Ok(read_token_file(&default).ok())
+}
+
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}

@@ -1,0 +1,129 @@
+//! Conversions between the model's types and the wire (proto) types.
+
+use cortex_model::node::{NodeRecord, NodeRole, NodeState};
+use cortex_model::view::ClusterStatus;
+use cortex_proto::v1 as pb;
+
+pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
+    pb::Node {
+        id: n.id,
+        name: n.name.clone(),
+        role: n.role.as_str().to_string(),
+        state: n.state.as_str().to_string(),
+        grpc_addr: n.grpc_addr.clone(),
+        http_addr: n.http_addr.clone(),
+        labels: n.labels.clone().into_iter().collect(),
+        registered_at_ms: n.registered_at_ms,
+        updated_at_ms: n.updated_at_ms,
+        inventory_json: serde_json::to_string(&n.inventory).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+/// Decodes a node from the wire; a field the server filled wrongly is an error naming it.
+pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
+    let role = match n.role.as_str() {
+        "coordinator" => NodeRole::Coordinator,
+        "worker" => NodeRole::Worker,
+        other => return Err(format!("node {}: unknown role {other:?}", n.id)),
+    };
+    let state: NodeState = serde_json::from_value(serde_json::Value::String(n.state.clone()))
+        .map_err(|_| format!("node {}: unknown state {:?}", n.id, n.state))?;
+    let inventory = serde_json::from_str(&n.inventory_json)
+        .map_err(|e| format!("node {}: inventory_json is not valid: {e}", n.id))?;
+    Ok(NodeRecord {
+        id: n.id,
+        name: n.name,
+        role,
+        state,
+        grpc_addr: n.grpc_addr,
+        http_addr: n.http_addr,
+        labels: n.labels.into_iter().collect(),
+        inventory,
+        registered_at_ms: n.registered_at_ms,
+        updated_at_ms: n.updated_at_ms,
+    })
+}
+
+pub fn status_to_pb(s: &ClusterStatus) -> pb::ClusterStatus {
+    pb::ClusterStatus {
+        cluster_id: s.cluster_id.clone(),
+        node_id: s.node_id,
+        node_name: s.node_name.clone(),
+        raft_role: s.raft_role.clone(),
+        leader_id: s.leader_id,
+        term: s.term,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        last_log_index: s.last_log_index,
+        voters: s.voters.clone(),
+        learners: s.learners.clone(),
+        nodes_total: s.nodes_total,
+        nodes_by_state: s.nodes_by_state.clone().into_iter().collect(),
+        version: s.version.clone(),
+        uptime_ms: s.uptime_ms,
+        created_at_ms: s.created_at_ms,
+    }
+}
+
+pub fn status_from_pb(s: pb::ClusterStatus) -> ClusterStatus {
+    ClusterStatus {
+        cluster_id: s.cluster_id,
+        node_id: s.node_id,
+        node_name: s.node_name,
+        raft_role: s.raft_role,
+        leader_id: s.leader_id,
+        term: s.term,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        last_log_index: s.last_log_index,
+        voters: s.voters,
+        learners: s.learners,
+        nodes_total: s.nodes_total,
+        nodes_by_state: s.nodes_by_state.into_iter().collect(),
+        version: s.version,
+        uptime_ms: s.uptime_ms,
+        created_at_ms: s.created_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_round_trips_through_the_wire() {
+        let mut n = NodeRecord {
+            id: 42,
+            name: "alpha".into(),
+            role: NodeRole::Coordinator,
+            state: NodeState::Ready,
+            grpc_addr: "127.0.0.1:7071".into(),
+            http_addr: "127.0.0.1:7070".into(),
+            labels: Default::default(),
+            inventory: Default::default(),
+            registered_at_ms: 1,
+            updated_at_ms: 2,
+        };
+        n.labels.insert("zone".into(), "a".into());
+        n.inventory.hostname = "alpha".into();
+        assert_eq!(node_from_pb(node_to_pb(&n)), Ok(n));
+    }
+
+    #[test]
+    fn bad_wire_fields_are_named() {
+        let mut p = node_to_pb(&NodeRecord {
+            id: 1,
+            name: "x".into(),
+            role: NodeRole::Worker,
+            state: NodeState::Pending,
+            grpc_addr: String::new(),
+            http_addr: String::new(),
+            labels: Default::default(),
+            inventory: Default::default(),
+            registered_at_ms: 0,
+            updated_at_ms: 0,
+        });
+        p.state = "sleepy".into();
+        assert_eq!(node_from_pb(p), Err("node 1: unknown state \"sleepy\"".to_string()));
+    }
+}

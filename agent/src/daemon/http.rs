@@ -1,0 +1,75 @@
+//! The HTTP listener: health, readiness and the read-only JSON API (v1). Handlers only adapt
+//! `NodeApi` to HTTP; errors are `{"error": {"code", "message"}}` with a fitting status.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, NodeApi};
+
+pub fn router(api: NodeApi) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{key}", get(node))
+        .fallback(not_found)
+        .with_state(api)
+}
+
+pub async fn serve(listener: TcpListener, api: NodeApi, shutdown: CancellationToken) -> anyhow::Result<()> {
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    Ok(())
+}
+
+struct HttpError(ApiError);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let code = match &self.0 {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Rejected(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (code, Json(json!({ "error": { "code": self.0.code(), "message": self.0.to_string() } }))).into_response()
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(api): State<NodeApi>) -> Response {
+    let r = api.readiness().await;
+    let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(r)).into_response()
+}
+
+async fn cluster(State(api): State<NodeApi>) -> Response {
+    Json(api.status().await).into_response()
+}
+
+async fn nodes(State(api): State<NodeApi>) -> Response {
+    Json(json!({ "nodes": api.list_nodes() })).into_response()
+}
+
+async fn node(State(api): State<NodeApi>, Path(key): Path<String>) -> Response {
+    match api.get_node(&key) {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => HttpError(e).into_response(),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    HttpError(ApiError::NotFound(format!("no such endpoint: {}", uri.path()))).into_response()
+}

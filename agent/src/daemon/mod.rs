@@ -1,0 +1,151 @@
+//! `cortex up`: the long-running node process.
+//!
+//! Order matters: config → data dir → store → identity → listeners (so a busy port fails
+//! before anything else starts) → Raft → bootstrap/register → serve until the one shutdown
+//! signal → stop listeners → stop Raft → close the store.
+
+mod bootstrap;
+mod data_dir;
+mod grpc;
+mod http;
+mod identity;
+mod listeners;
+mod shutdown;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use cortex_cluster::network::GrpcNetwork;
+use cortex_cluster::open_store;
+use serde::Serialize;
+
+use crate::api::NodeApi;
+use crate::cli::Output;
+use crate::config::Config;
+
+#[derive(Serialize)]
+struct Where {
+    cluster_id: String,
+    cluster_created: bool,
+    node_id: u64,
+    node_name: String,
+    data_dir: String,
+    grpc_addr: String,
+    http_addr: String,
+    admin_token_file: String,
+}
+
+pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
+    init_tracing(&config.log_level);
+    let dirs = data_dir::prepare(&config.data_dir)?;
+    let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
+    let identity = identity::load_or_create(&log_store)?;
+    let (grpc_listener, http_listener) = listeners::bind(config.grpc_addr, config.http_addr).await?;
+    let grpc_addr = grpc_listener.local_addr().context("reading the gRPC listener's address")?;
+    let http_addr = http_listener.local_addr().context("reading the HTTP listener's address")?;
+
+    let inventory = cortex_host::collect().await;
+    let node_name = config.node_name.clone().unwrap_or_else(|| bootstrap::name_from_hostname(&inventory.hostname));
+
+    let raft_config = openraft::Config {
+        cluster_name: "cortex".into(),
+        heartbeat_interval: config.raft.heartbeat_interval_ms,
+        election_timeout_min: config.raft.election_timeout_min_ms,
+        election_timeout_max: config.raft.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
+        ..Default::default()
+    }
+    .validate()
+    .context("building the Raft configuration")?;
+    let raft = openraft::Raft::new(identity.node_id, std::sync::Arc::new(raft_config), GrpcNetwork::default(), log_store, sm.clone())
+        .await
+        .context("starting the Raft node")?;
+    let api = NodeApi::new(raft.clone(), sm.clone(), identity.node_id, node_name.clone());
+
+    let shutdown = shutdown::Shutdown::install()?;
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, api.clone(), raft.clone(), shutdown.token()));
+    let http_task = tokio::spawn(http::serve(http_listener, api.clone(), shutdown.token()));
+
+    let boot = bootstrap::run(
+        &api,
+        &identity,
+        bootstrap::Registration { node_name: node_name.clone(), grpc_addr, http_addr, inventory },
+        &dirs,
+        Duration::from_secs(30),
+    );
+    let boot = tokio::select! {
+        r = boot => r?,
+        _ = shutdown.wait() => {
+            stop(raft, grpc_task, http_task).await;
+            return Ok(());
+        }
+    };
+
+    let info = Where {
+        cluster_id: boot.cluster_id.clone(),
+        cluster_created: boot.created,
+        node_id: identity.node_id,
+        node_name,
+        data_dir: config.data_dir.display().to_string(),
+        grpc_addr: grpc_addr.to_string(),
+        http_addr: http_addr.to_string(),
+        admin_token_file: dirs.admin_token.display().to_string(),
+    };
+    print_where(&info, out)?;
+
+    shutdown.wait().await;
+    tracing::info!("shutdown requested; stopping listeners and Raft");
+    stop(raft, grpc_task, http_task).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn stop(
+    raft: cortex_cluster::CortexRaft,
+    grpc: tokio::task::JoinHandle<anyhow::Result<()>>,
+    http: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    for (name, task) in [("gRPC", grpc), ("HTTP", http)] {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("{name} listener stopped with an error: {e:#}"),
+            Ok(Err(e)) => tracing::warn!("{name} listener task failed: {e}"),
+            Err(_) => tracing::warn!("{name} listener did not stop within 5 s"),
+        }
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+}
+
+fn print_where(w: &Where, out: Output) -> anyhow::Result<()> {
+    if out == Output::Json {
+        println!("{}", serde_json::to_string(w)?);
+        return Ok(());
+    }
+    println!(
+        "Cortex is up ({}).\n  cluster      {}\n  node         {} (id {})\n  data dir     {}\n  gRPC API     {}\n  HTTP         http://{}/  (/healthz, /readyz, /api/v1/cluster, /api/v1/nodes)\n  admin token  {}\nTry `cortex status` and `cortex node list` in another terminal. Ctrl-C stops.",
+        if w.cluster_created { "new cluster" } else { "reopened" },
+        w.cluster_id,
+        w.node_name,
+        w.node_id,
+        w.data_dir,
+        w.grpc_addr,
+        w.http_addr,
+        w.admin_token_file
+    );
+    Ok(())
+}
+
+fn init_tracing(filter: &str) {
+    use std::io::IsTerminal;
+    // openraft logs every election and shutdown step at info; keep it at warn unless asked.
+    let directive = if filter.contains("openraft") { filter.to_string() } else { format!("{filter},openraft=warn") };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORTEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

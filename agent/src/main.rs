@@ -1,0 +1,34 @@
+//! `cortex`: one binary for the coordinator (`up`), the agent and the CLI.
+//!
+//! `main` only parses arguments, runs, and maps the error to an exit code
+//! (see `exit.rs` and docs/ARCHITECTURE.md, "Exit codes").
+
+mod api;
+mod cli;
+mod client;
+mod config;
+mod convert;
+mod daemon;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::classify(&err))
+        }
+    }
+}
