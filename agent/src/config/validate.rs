@@ -125,18 +125,31 @@ mod tests {
 
     #[test]
     fn log_level_rejections_explain() {
+        let any = "(expected one of trace, debug, info, warn, error, off, or target=level)";
+        let chars = "(use letters, digits, '_', '-', '.', ':')";
         let cases = [
-            ("", "empty directive (expected one of trace, debug, info, warn, error, off, or target=level)"),
-            ("info,", "empty directive (expected one of trace, debug, info, warn, error, off, or target=level)"),
-            ("verbose", "unknown level \"verbose\" (expected one of trace, debug, info, warn, error, off, or target=level)"),
-            ("cortex=loud", "unknown level \"loud\" in \"cortex=loud\" (expected one of trace, debug, info, warn, error, off)"),
-            ("cortex", "unknown level \"cortex\" (expected one of trace, debug, info, warn, error, off, or target=level)"),
-            ("=info", "invalid target \"\" in \"=info\" (use letters, digits, '_', '-', '.', ':')"),
-            ("a b=info", "invalid target \"a b\" in \"a b=info\" (use letters, digits, '_', '-', '.', ':')"),
-            ("x[span]=info", "invalid target \"x[span]\" in \"x[span]=info\" (use letters, digits, '_', '-', '.', ':')"),
+            ("", format!("empty directive {any}")),
+            ("info,", format!("empty directive {any}")),
+            ("verbose", format!("unknown level \"verbose\" {any}")),
+            (
+                "cortex=loud",
+                "unknown level \"loud\" in \"cortex=loud\" \
+                 (expected one of trace, debug, info, warn, error, off)"
+                    .to_owned(),
+            ),
+            ("cortex", format!("unknown level \"cortex\" {any}")),
+            ("=info", format!("invalid target \"\" in \"=info\" {chars}")),
+            (
+                "a b=info",
+                format!("invalid target \"a b\" in \"a b=info\" {chars}"),
+            ),
+            (
+                "x[span]=info",
+                format!("invalid target \"x[span]\" in \"x[span]=info\" {chars}"),
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(check_log_level(input), Err(want.to_owned()), "{input:?}");
+            assert_eq!(check_log_level(input), Err(want), "{input:?}");
         }
     }
 

@@ -6,7 +6,7 @@ mod rejections;
 
 use std::path::PathBuf;
 
-use super::{load, Config, ConfigError, FlagOverrides, Sources};
+use super::{load, Config, FlagOverrides, Sources};
 
 pub(super) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/config");
 
@@ -50,9 +50,6 @@ pub(super) fn load_ok(sources: &Sources, flags: &FlagOverrides) -> Config {
 pub(super) fn load_err(sources: &Sources, flags: &FlagOverrides) -> String {
     match load(sources, flags) {
         Ok(cfg) => panic!("load succeeded: {cfg:?}"),
-        Err(e) => {
-            let _: &ConfigError = &e;
-            e.to_string()
-        }
+        Err(e) => e.to_string(),
     }
 }

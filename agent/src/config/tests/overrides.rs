@@ -48,12 +48,19 @@ fn cmdline_later_word_wins() {
 #[test]
 fn cmdline_rejections() {
     let cases = [
-        ("ro cortex.node_name quiet", "kernel command line: cortex.node_name has no value (expected cortex.node_name=VALUE)"),
-        ("cortex.data_dir=\"/a b", "kernel command line: unterminated double quote in cortex.data_dir=\"/a b"),
+        (
+            "ro cortex.node_name quiet",
+            "kernel command line: cortex.node_name has no value (expected cortex.node_name=VALUE)",
+        ),
+        (
+            "cortex.data_dir=\"/a b",
+            "kernel command line: unterminated double quote in cortex.data_dir=\"/a b",
+        ),
         (
             "cortex.raft.heartbeat=1",
-            "kernel command line: unknown key \"raft.heartbeat\" (known keys in [raft]: heartbeat_interval_ms, \
-             election_timeout_min_ms, election_timeout_max_ms, snapshot_after_entries)",
+            "kernel command line: unknown key \"raft.heartbeat\" (known keys in [raft]: \
+             heartbeat_interval_ms, election_timeout_min_ms, election_timeout_max_ms, \
+             snapshot_after_entries)",
         ),
         (
             "cortex.nodename=x",
@@ -71,11 +78,13 @@ fn cmdline_rejections() {
         ),
         (
             "cortex.raft.snapshot_after_entries=lots",
-            "kernel command line: key raft.snapshot_after_entries: expected a non-negative integer, got \"lots\"",
+            "kernel command line: key raft.snapshot_after_entries: expected a non-negative integer, \
+             got \"lots\"",
         ),
         (
             "cortex.http_addr=localhost:80",
-            "kernel command line: key http_addr: expected an address like 127.0.0.1:7070, got \"localhost:80\"",
+            "kernel command line: key http_addr: expected an address like 127.0.0.1:7070, \
+             got \"localhost:80\"",
         ),
     ];
     for (line, want) in cases {
@@ -115,14 +124,15 @@ fn env_rejections() {
         ),
         (
             ("CORTEX_RAFT_HEARTBEAT_INTERVAL_MS", "100"),
-            "environment variable CORTEX_RAFT_HEARTBEAT_INTERVAL_MS: unknown key \"raft_heartbeat_interval_ms\" \
-             (known keys: data_dir, http_addr, grpc_addr, node_name, log_level, raft; \
-             keys in [raft] are spelled CORTEX_RAFT__KEY)",
+            "environment variable CORTEX_RAFT_HEARTBEAT_INTERVAL_MS: \
+             unknown key \"raft_heartbeat_interval_ms\" (known keys: data_dir, http_addr, grpc_addr, \
+             node_name, log_level, raft; keys in [raft] are spelled CORTEX_RAFT__KEY)",
         ),
         (
             ("CORTEX_RAFT__HEARTBEAT", "100"),
-            "environment variable CORTEX_RAFT__HEARTBEAT: unknown key \"raft.heartbeat\" (known keys in [raft]: \
-             heartbeat_interval_ms, election_timeout_min_ms, election_timeout_max_ms, snapshot_after_entries)",
+            "environment variable CORTEX_RAFT__HEARTBEAT: unknown key \"raft.heartbeat\" \
+             (known keys in [raft]: heartbeat_interval_ms, election_timeout_min_ms, \
+             election_timeout_max_ms, snapshot_after_entries)",
         ),
         (
             ("CORTEX_RAFT", "x"),
