@@ -31,11 +31,23 @@ fn every_layer_applies_in_order() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(c["node_name"], "fromenv", "env beats the kernel command line and files");
-    assert_eq!(c["log_level"], "warn", "a vendor drop-in key nobody overrides survives");
-    assert_eq!(c["raft"]["heartbeat_interval_ms"], 150, "the kernel command line beats files");
+    assert_eq!(
+        c["node_name"], "fromenv",
+        "env beats the kernel command line and files"
+    );
+    assert_eq!(
+        c["log_level"], "warn",
+        "a vendor drop-in key nobody overrides survives"
+    );
+    assert_eq!(
+        c["raft"]["heartbeat_interval_ms"], 150,
+        "the kernel command line beats files"
+    );
     assert_eq!(c["raft"]["election_timeout_min_ms"], 1000);
-    assert_eq!(c["raft"]["election_timeout_max_ms"], 3000, "an /etc drop-in merges into [raft]");
+    assert_eq!(
+        c["raft"]["election_timeout_max_ms"], 3000,
+        "an /etc drop-in merges into [raft]"
+    );
     assert_eq!(c["http_addr"], "127.0.0.1:17072", "a flag beats everything");
     assert_eq!(c["grpc_addr"], "127.0.0.1:17171");
 }
@@ -43,7 +55,10 @@ fn every_layer_applies_in_order() {
 #[test]
 fn an_unknown_key_is_rejected_with_file_key_and_exit_78() {
     let root = fixtures().join("process-bad");
-    for args in [vec!["config", "show"], vec!["up", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]] {
+    for args in [
+        vec!["config", "show"],
+        vec!["up", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
+    ] {
         let sandbox = tempfile::tempdir().expect("tempdir");
         let mut cmd = cortex();
         clean(&mut cmd);
@@ -57,8 +72,14 @@ fn an_unknown_key_is_rejected_with_file_key_and_exit_78() {
             .expect("run");
         assert_eq!(out.status.code(), Some(78), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("30-bad.toml") && err.contains("raft.heartbeat"), "{err}");
-        assert!(!sandbox.path().join("data").exists(), "nothing is created when the config is bad");
+        assert!(
+            err.contains("30-bad.toml") && err.contains("raft.heartbeat"),
+            "{err}"
+        );
+        assert!(
+            !sandbox.path().join("data").exists(),
+            "nothing is created when the config is bad"
+        );
     }
 }
 
@@ -77,7 +98,10 @@ fn bad_values_from_env_and_cmdline_are_named() {
         .expect("run");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kernel command line") && err.contains("raft.heartbeat_interval_ms"), "{err}");
+    assert!(
+        err.contains("kernel command line") && err.contains("raft.heartbeat_interval_ms"),
+        "{err}"
+    );
 
     let mut cmd = cortex();
     clean(&mut cmd);

@@ -20,17 +20,31 @@ fn state_node_id_and_cluster_id_survive_kill_9() {
     node.kill9();
 
     let node = Node::start(sandbox.path(), &data);
-    assert_eq!(node.info["cluster_created"], false, "a restart must reopen, not create");
+    assert_eq!(
+        node.info["cluster_created"], false,
+        "a restart must reopen, not create"
+    );
     assert_eq!(node.node_id(), node_id);
     assert_eq!(node.cluster_id(), cluster_id);
 
-    let n = http::get(&node.http, &format!("/api/v1/nodes/{node_id}")).expect("GET node").json();
+    let n = http::get(&node.http, &format!("/api/v1/nodes/{node_id}"))
+        .expect("GET node")
+        .json();
     let labels = n["labels"].as_object().expect("labels");
-    assert!(labels.get("k0").is_none(), "the removal was acknowledged, so it must survive");
+    assert!(
+        labels.get("k0").is_none(),
+        "the removal was acknowledged, so it must survive"
+    );
     for i in 1..50 {
-        assert_eq!(labels[&format!("k{i}")], format!("v{i}"), "label k{i} lost after kill -9");
+        assert_eq!(
+            labels[&format!("k{i}")],
+            format!("v{i}"),
+            "label k{i} lost after kill -9"
+        );
     }
-    let cluster = http::get(&node.http, "/api/v1/cluster").expect("GET cluster").json();
+    let cluster = http::get(&node.http, "/api/v1/cluster")
+        .expect("GET cluster")
+        .json();
     assert_eq!(cluster["cluster_id"], cluster_id);
     assert_eq!(cluster["nodes_total"], 1);
     assert_eq!(cluster["leader_id"], node_id);
@@ -59,7 +73,9 @@ fn snapshots_and_log_purge_keep_state_across_restarts() {
     assert!(status.success(), "SIGTERM must exit 0, got {status}");
 
     let node = Node::start_with(sandbox.path(), &data, &["--config", &cfg], |_| {});
-    let n = http::get(&node.http, &format!("/api/v1/nodes/{id}")).expect("GET node").json();
+    let n = http::get(&node.http, &format!("/api/v1/nodes/{id}"))
+        .expect("GET node")
+        .json();
     for i in 0..40 {
         assert_eq!(n["labels"][format!("s{i}")], i.to_string(), "label s{i} lost");
     }
@@ -72,5 +88,8 @@ fn sigterm_stops_listeners_and_exits_zero() {
     let http_addr = node.http.clone();
     let status = node.terminate();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", node.stderr());
-    assert!(http::get(&http_addr, "/healthz").is_err(), "the HTTP listener must be closed after exit");
+    assert!(
+        http::get(&http_addr, "/healthz").is_err(),
+        "the HTTP listener must be closed after exit"
+    );
 }

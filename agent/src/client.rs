@@ -20,7 +20,12 @@ pub struct Unavailable {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// gRPC address of any Cortex node.
-    #[arg(long, env = "CORTEX_SERVER", default_value = "127.0.0.1:7071", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "CORTEX_SERVER",
+        default_value = "127.0.0.1:7071",
+        value_name = "ADDR"
+    )]
     pub server: String,
     /// Bearer token for writes (prefer --token-file: a flag shows up in `ps`).
     #[arg(long, env = "CORTEX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -38,7 +43,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-        let url = if args.server.contains("://") { args.server.clone() } else { format!("http://{}", args.server) };
+        let url = if args.server.contains("://") {
+            args.server.clone()
+        } else {
+            format!("http://{}", args.server)
+        };
         let endpoint = Endpoint::from_shared(url)
             .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?
             .connect_timeout(Duration::from_secs(3))
@@ -47,7 +56,11 @@ impl Client {
             addr: args.server.clone(),
             reason: root_cause(&e),
         })?;
-        Ok(Client { grpc: CortexClient::new(channel), addr: args.server.clone(), token: load_token(args)? })
+        Ok(Client {
+            grpc: CortexClient::new(channel),
+            addr: args.server.clone(),
+            token: load_token(args)?,
+        })
     }
 
     /// Wraps a message in a request carrying the bearer token, if there is one.
@@ -66,7 +79,11 @@ impl Client {
         use tonic::Code;
         match status.code() {
             Code::Unavailable if status.message().contains("transport") || status.message().is_empty() => {
-                Unavailable { addr: self.addr.clone(), reason: status.message().to_string() }.into()
+                Unavailable {
+                    addr: self.addr.clone(),
+                    reason: status.message().to_string(),
+                }
+                .into()
             }
             Code::Unauthenticated => anyhow::anyhow!("not authenticated: {}", status.message()),
             Code::PermissionDenied => anyhow::anyhow!("permission denied: {}", status.message()),

@@ -124,6 +124,9 @@ mod tests {
             updated_at_ms: 0,
         });
         p.state = "sleepy".into();
-        assert_eq!(node_from_pb(p), Err("node 1: unknown state \"sleepy\"".to_string()));
+        assert_eq!(
+            node_from_pb(p),
+            Err("node 1: unknown state \"sleepy\"".to_string())
+        );
     }
 }

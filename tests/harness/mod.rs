@@ -10,5 +10,7 @@ pub use node::{cortex, Node};
 
 /// True when the run must not skip anything (CI sets CI=true).
 pub fn strict() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }

@@ -50,17 +50,37 @@ impl Node {
         Node::start_with(sandbox, data_dir, &[], |_| {})
     }
 
-    pub fn start_with(sandbox: &Path, data_dir: &Path, args: &[&str], env: impl FnOnce(&mut Command)) -> Node {
-        let stderr_path = sandbox.join(format!("stderr-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+    pub fn start_with(
+        sandbox: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: impl FnOnce(&mut Command),
+    ) -> Node {
+        let stderr_path = sandbox.join(format!(
+            "stderr-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
         let mut cmd = cortex();
         isolate(&mut cmd, sandbox);
         env(&mut cmd);
-        cmd.args(["-o", "json", "up", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
+        cmd.args([
+            "-o",
+            "json",
+            "up",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
         let mut child = cmd.spawn().expect("spawn cortex up");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
@@ -75,10 +95,14 @@ impl Node {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("cortex up printed nothing within 60 s; stderr:\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                panic!(
+                    "cortex up printed nothing within 60 s; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
             }
         };
-        let info: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("cortex up printed non-JSON {line:?}: {e}"));
+        let info: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("cortex up printed non-JSON {line:?}: {e}"));
         let node = Node {
             child: Some(child),
             sandbox: sandbox.to_path_buf(),
@@ -100,7 +124,12 @@ impl Node {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "node at {} not ready within {within:?}; stderr:\n{}", self.http, self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "node at {} not ready within {within:?}; stderr:\n{}",
+                self.http,
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -125,7 +154,9 @@ impl Node {
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = cortex();
         isolate(&mut cmd, &self.sandbox);
-        cmd.args(args).env("CORTEX_SERVER", &self.grpc).env("CORTEX_TOKEN_FILE", self.token_file());
+        cmd.args(args)
+            .env("CORTEX_SERVER", &self.grpc)
+            .env("CORTEX_TOKEN_FILE", self.token_file());
         cmd.output().expect("run cortex client")
     }
 

@@ -11,8 +11,8 @@ use cortex_proto::v1::RaftPayload;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -35,7 +35,11 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        GrpcConnection { target, addr: node.addr.clone(), client: None }
+        GrpcConnection {
+            target,
+            addr: node.addr.clone(),
+            client: None,
+        }
     }
 }
 
@@ -55,7 +59,11 @@ enum Method {
 
 impl GrpcConnection {
     fn err(&self, detail: impl ToString) -> CallError {
-        CallError { target: self.target, addr: self.addr.clone(), detail: detail.to_string() }
+        CallError {
+            target: self.target,
+            addr: self.addr.clone(),
+            detail: detail.to_string(),
+        }
     }
 
     fn client(&mut self, timeout: Duration) -> Result<RaftClient<Channel>, CallError> {
@@ -85,7 +93,9 @@ impl GrpcConnection {
     {
         let timeout = option.hard_ttl();
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut client = self.client(timeout).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self
+            .client(timeout)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { json });
         request.set_timeout(timeout);
         let reply = match method {
@@ -98,7 +108,9 @@ impl GrpcConnection {
             Err(status) => {
                 // Drop the channel so the next call reconnects from scratch.
                 self.client = None;
-                return Err(RPCError::Unreachable(Unreachable::new(&self.err(status.message()))));
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &self.err(status.message()),
+                )));
             }
         };
         let result: Result<Resp, E> =

@@ -8,7 +8,8 @@ struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
-        let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
         let (log, sm) = open_store(&dir.path().join("raft.redb"))
             .map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
         Ok((dir, log, sm))

@@ -15,9 +15,15 @@ use crate::{NodeId, UnixMillis};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
     /// First entry of a new cluster. Applying it twice is a no-op.
-    InitCluster { cluster_id: String, at_ms: UnixMillis },
+    InitCluster {
+        cluster_id: String,
+        at_ms: UnixMillis,
+    },
     /// A node announces (or re-announces, e.g. after a restart) itself and its inventory.
-    RegisterNode { node: Box<NodeRegistration>, at_ms: UnixMillis },
+    RegisterNode {
+        node: Box<NodeRegistration>,
+        at_ms: UnixMillis,
+    },
     /// Add/replace labels in `set`, then drop the keys in `remove`.
     SetLabels {
         node_id: NodeId,
@@ -25,8 +31,13 @@ pub enum Command {
         remove: Vec<String>,
         at_ms: UnixMillis,
     },
-    CreateToken { token: TokenRecord },
-    RevokeToken { id: String, at_ms: UnixMillis },
+    CreateToken {
+        token: TokenRecord,
+    },
+    RevokeToken {
+        id: String,
+        at_ms: UnixMillis,
+    },
 }
 
 impl Command {
@@ -48,6 +59,10 @@ impl Command {
 pub enum Outcome {
     #[default]
     Done,
-    Node { node: Box<NodeRecord> },
-    Rejected { reason: String },
+    Node {
+        node: Box<NodeRecord>,
+    },
+    Rejected {
+        reason: String,
+    },
 }

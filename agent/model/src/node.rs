@@ -95,7 +95,9 @@ pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
         return Err(format!("label {key:?}: value must be at most 255 bytes"));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(format!("label {key:?}: value must not contain control characters"));
+        return Err(format!(
+            "label {key:?}: value must not contain control characters"
+        ));
     }
     Ok(())
 }

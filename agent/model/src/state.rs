@@ -41,7 +41,12 @@ impl ClusterState {
                 if self.cluster_id.is_none() {
                     self.cluster_id = Some(cluster_id.clone());
                     self.created_at_ms = *at_ms;
-                    self.event(*at_ms, None, "cluster_created", format!("cluster {cluster_id} created"));
+                    self.event(
+                        *at_ms,
+                        None,
+                        "cluster_created",
+                        format!("cluster {cluster_id} created"),
+                    );
                 }
                 Outcome::Done
             }
@@ -77,18 +82,32 @@ impl ClusterState {
                     *at_ms,
                     Some(node.id),
                     "node_registered",
-                    format!("node {} ({}) registered as {}", node.name, node.id, node.role.as_str()),
+                    format!(
+                        "node {} ({}) registered as {}",
+                        node.name,
+                        node.id,
+                        node.role.as_str()
+                    ),
                 );
-                Outcome::Node { node: Box::new(record) }
+                Outcome::Node {
+                    node: Box::new(record),
+                }
             }
-            Command::SetLabels { node_id, set, remove, at_ms } => {
+            Command::SetLabels {
+                node_id,
+                set,
+                remove,
+                at_ms,
+            } => {
                 for (k, v) in set {
                     if let Err(reason) = validate_label(k, v) {
                         return Outcome::Rejected { reason };
                     }
                 }
                 let Some(node) = self.nodes.get_mut(node_id) else {
-                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
                 };
                 for (k, v) in set {
                     node.labels.insert(k.clone(), v.clone());
@@ -97,24 +116,35 @@ impl ClusterState {
                     node.labels.remove(k);
                 }
                 node.updated_at_ms = *at_ms;
-                Outcome::Node { node: Box::new(node.clone()) }
+                Outcome::Node {
+                    node: Box::new(node.clone()),
+                }
             }
             Command::CreateToken { token } => {
                 if self.tokens.contains_key(&token.id) {
-                    return Outcome::Rejected { reason: format!("token id {:?} already exists", token.id) };
+                    return Outcome::Rejected {
+                        reason: format!("token id {:?} already exists", token.id),
+                    };
                 }
                 self.tokens.insert(token.id.clone(), token.clone());
                 self.event(
                     token.created_at_ms,
                     None,
                     "token_created",
-                    format!("token {:?} ({}) created with scope {}", token.name, token.id, token.scope.as_str()),
+                    format!(
+                        "token {:?} ({}) created with scope {}",
+                        token.name,
+                        token.id,
+                        token.scope.as_str()
+                    ),
                 );
                 Outcome::Done
             }
             Command::RevokeToken { id, at_ms } => {
                 let Some(token) = self.tokens.get_mut(id) else {
-                    return Outcome::Rejected { reason: format!("no token with id {id:?}") };
+                    return Outcome::Rejected {
+                        reason: format!("no token with id {id:?}"),
+                    };
                 };
                 token.revoked = true;
                 self.event(*at_ms, None, "token_revoked", format!("token {id:?} revoked"));
@@ -125,7 +155,12 @@ impl ClusterState {
 
     /// Checks a presented token (given as its SHA-256 hex digest) at time `now_ms`.
     /// Called by request handlers, not by apply.
-    pub fn authorize(&self, sha256_hex: &str, need: Scope, now_ms: UnixMillis) -> Result<&TokenRecord, TokenRejection> {
+    pub fn authorize(
+        &self,
+        sha256_hex: &str,
+        need: Scope,
+        now_ms: UnixMillis,
+    ) -> Result<&TokenRecord, TokenRejection> {
         let token = self
             .tokens
             .values()
@@ -138,7 +173,11 @@ impl ClusterState {
             return Err(TokenRejection::Expired { id: token.id.clone() });
         }
         if !token.scope.allows(need) {
-            return Err(TokenRejection::InsufficientScope { id: token.id.clone(), have: token.scope, need });
+            return Err(TokenRejection::InsufficientScope {
+                id: token.id.clone(),
+                have: token.scope,
+                need,
+            });
         }
         Ok(token)
     }
@@ -160,7 +199,13 @@ impl ClusterState {
     fn event(&mut self, at_ms: UnixMillis, node_id: Option<NodeId>, kind: &str, message: String) {
         let seq = self.next_event_seq;
         self.next_event_seq += 1;
-        self.events.push_back(Event { seq, at_ms, node_id, kind: kind.to_string(), message });
+        self.events.push_back(Event {
+            seq,
+            at_ms,
+            node_id,
+            kind: kind.to_string(),
+            message,
+        });
         while self.events.len() > EVENT_CAPACITY {
             self.events.pop_front();
         }
@@ -190,7 +235,10 @@ mod tests {
     #[test]
     fn apply_is_deterministic_and_rejects_without_change() {
         let cmds = vec![
-            Command::InitCluster { cluster_id: "c1".into(), at_ms: 1 },
+            Command::InitCluster {
+                cluster_id: "c1".into(),
+                at_ms: 1,
+            },
             reg(7, "alpha"),
             Command::SetLabels {
                 node_id: 7,
@@ -215,7 +263,12 @@ mod tests {
             at_ms: 12,
         };
         assert!(matches!(a.apply(&bad), Outcome::Rejected { .. }));
-        let unknown = Command::SetLabels { node_id: 99, set: BTreeMap::new(), remove: vec![], at_ms: 12 };
+        let unknown = Command::SetLabels {
+            node_id: 99,
+            set: BTreeMap::new(),
+            remove: vec![],
+            at_ms: 12,
+        };
         assert!(matches!(a.apply(&unknown), Outcome::Rejected { .. }));
         assert_eq!(a, before);
     }
@@ -223,8 +276,14 @@ mod tests {
     #[test]
     fn init_twice_keeps_first_cluster_id() {
         let mut s = ClusterState::default();
-        s.apply(&Command::InitCluster { cluster_id: "first".into(), at_ms: 1 });
-        s.apply(&Command::InitCluster { cluster_id: "second".into(), at_ms: 2 });
+        s.apply(&Command::InitCluster {
+            cluster_id: "first".into(),
+            at_ms: 1,
+        });
+        s.apply(&Command::InitCluster {
+            cluster_id: "second".into(),
+            at_ms: 2,
+        });
         assert_eq!(s.cluster_id.as_deref(), Some("first"));
     }
 
@@ -243,11 +302,26 @@ mod tests {
         s.apply(&Command::CreateToken { token });
         assert!(s.authorize("abc", Scope::Read, 50).is_ok());
         assert!(s.authorize("abc", Scope::Operate, 50).is_ok());
-        assert!(matches!(s.authorize("abc", Scope::Admin, 50), Err(TokenRejection::InsufficientScope { .. })));
-        assert!(matches!(s.authorize("abc", Scope::Read, 100), Err(TokenRejection::Expired { .. })));
-        assert!(matches!(s.authorize("nope", Scope::Read, 50), Err(TokenRejection::Unknown)));
-        s.apply(&Command::RevokeToken { id: "t1".into(), at_ms: 60 });
-        assert!(matches!(s.authorize("abc", Scope::Read, 50), Err(TokenRejection::Revoked { .. })));
+        assert!(matches!(
+            s.authorize("abc", Scope::Admin, 50),
+            Err(TokenRejection::InsufficientScope { .. })
+        ));
+        assert!(matches!(
+            s.authorize("abc", Scope::Read, 100),
+            Err(TokenRejection::Expired { .. })
+        ));
+        assert!(matches!(
+            s.authorize("nope", Scope::Read, 50),
+            Err(TokenRejection::Unknown)
+        ));
+        s.apply(&Command::RevokeToken {
+            id: "t1".into(),
+            at_ms: 60,
+        });
+        assert!(matches!(
+            s.authorize("abc", Scope::Read, 50),
+            Err(TokenRejection::Revoked { .. })
+        ));
     }
 
     #[test]
@@ -258,7 +332,10 @@ mod tests {
         s.apply(&reg(3, "beta"));
         assert_eq!(s.find_node("1").map(|n| n.id), Some(1));
         assert_eq!(s.find_node("alpha").map(|n| n.id), Some(1));
-        assert!(s.find_node("beta").is_none(), "ambiguous names resolve to nothing");
+        assert!(
+            s.find_node("beta").is_none(),
+            "ambiguous names resolve to nothing"
+        );
         assert!(s.find_node("gamma").is_none());
     }
 

@@ -45,7 +45,11 @@ pub fn generate_token() -> GeneratedToken {
     let id = hex::encode(id);
     let bearer = format!("cxt_{id}_{}", hex::encode(secret));
     let sha256 = sha256_hex(&bearer);
-    GeneratedToken { id, secret: bearer, sha256 }
+    GeneratedToken {
+        id,
+        secret: bearer,
+        sha256,
+    }
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -67,9 +71,14 @@ pub(super) fn authorize(
     let digest = sha256_hex(bearer);
     let state = sm.state();
     match state.authorize(&digest, need, now) {
-        Ok(t) => Ok(Caller { token_id: t.id.clone(), scope: t.scope }),
+        Ok(t) => Ok(Caller {
+            token_id: t.id.clone(),
+            scope: t.scope,
+        }),
         Err(TokenRejection::InsufficientScope { id, have, need }) => Err(scope_error(&id, have, need)),
-        Err(e @ TokenRejection::Unknown) => Err(ApiError::Unauthenticated(format!("{e}: the token is not known to this cluster"))),
+        Err(e @ TokenRejection::Unknown) => Err(ApiError::Unauthenticated(format!(
+            "{e}: the token is not known to this cluster"
+        ))),
         Err(e) => Err(ApiError::Unauthenticated(e.to_string())),
     }
 }

@@ -27,7 +27,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApiError::InvalidArgument { field: field.to_string(), message: message.into() }
+        ApiError::InvalidArgument {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     /// "no node X" plus the closest known names, so a typo is easy to fix.

@@ -20,7 +20,6 @@ use openraft::error::{ClientWriteError, RaftError};
 pub use auth::{generate_token, sha256_hex, Caller};
 pub use error::ApiError;
 
-
 #[derive(Clone)]
 pub struct NodeApi {
     inner: Arc<Inner>,
@@ -35,12 +34,23 @@ struct Inner {
 }
 
 pub fn now_ms() -> UnixMillis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl NodeApi {
     pub fn new(raft: CortexRaft, sm: StateMachineStore, node_id: NodeId, node_name: String) -> Self {
-        NodeApi { inner: Arc::new(Inner { raft, sm, node_id, node_name, started: Instant::now() }) }
+        NodeApi {
+            inner: Arc::new(Inner {
+                raft,
+                sm,
+                node_id,
+                node_name,
+                started: Instant::now(),
+            }),
+        }
     }
 
     pub fn raft(&self) -> &CortexRaft {
@@ -77,13 +87,26 @@ impl NodeApi {
             validate_label(k, v).map_err(|m| ApiError::invalid("set", m))?;
         }
         if let Some(k) = remove.iter().find(|k| k.is_empty()) {
-            return Err(ApiError::invalid("remove", format!("label key {k:?} must not be empty")));
+            return Err(ApiError::invalid(
+                "remove",
+                format!("label key {k:?} must not be empty"),
+            ));
         }
         if set.is_empty() && remove.is_empty() {
-            return Err(ApiError::invalid("set", "nothing to change: give at least one label to set or remove"));
+            return Err(ApiError::invalid(
+                "set",
+                "nothing to change: give at least one label to set or remove",
+            ));
         }
         let node = self.get_node(key)?;
-        let outcome = self.write(Command::SetLabels { node_id: node.id, set, remove, at_ms: now_ms() }).await?;
+        let outcome = self
+            .write(Command::SetLabels {
+                node_id: node.id,
+                set,
+                remove,
+                at_ms: now_ms(),
+            })
+            .await?;
         match outcome {
             Outcome::Node { node } => Ok(*node),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
@@ -100,7 +123,10 @@ impl NodeApi {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ApiError::Unavailable(match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) => {
-                        format!("this node is not the Raft leader; the leader is node {id} at {}", node.addr)
+                        format!(
+                            "this node is not the Raft leader; the leader is node {id} at {}",
+                            node.addr
+                        )
                     }
                     _ => "this node is not the Raft leader and no leader is known yet; retry shortly".into(),
                 }))

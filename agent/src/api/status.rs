@@ -31,7 +31,12 @@ fn role_name(s: ServerState) -> &'static str {
 
 impl NodeApi {
     async fn committed(&self) -> Option<u64> {
-        self.inner.raft.with_raft_state(|st| st.committed.map(|l| l.index)).await.ok().flatten()
+        self.inner
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn status(&self) -> ClusterStatus {
@@ -72,7 +77,9 @@ impl NodeApi {
         let reason = if m.current_leader.is_none() {
             Some("no Raft leader is known yet".to_string())
         } else if applied < committed {
-            Some(format!("applied index {applied:?} is behind the commit index {committed:?}"))
+            Some(format!(
+                "applied index {applied:?} is behind the commit index {committed:?}"
+            ))
         } else if self.inner.sm.state().cluster_id.is_none() {
             Some("the cluster is not initialised yet".to_string())
         } else {

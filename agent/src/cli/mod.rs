@@ -16,7 +16,11 @@ use crate::config::FlagOverrides;
 pub use output::Output;
 
 #[derive(Debug, Parser)]
-#[command(name = "cortex", version, about = "Turn spare machines into one approved, self-describing compute cluster.")]
+#[command(
+    name = "cortex",
+    version,
+    about = "Turn spare machines into one approved, self-describing compute cluster."
+)]
 pub struct Cli {
     /// Output format: human tables or JSON.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table, env = "CORTEX_OUTPUT")]
@@ -120,7 +124,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
             crate::daemon::up(config, out).await?;
         }
-        Command::Config { command: ConfigCommand::Show(args) } => {
+        Command::Config {
+            command: ConfigCommand::Show(args),
+        } => {
             let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
             let text = config.to_toml();
             if out == Output::Json {

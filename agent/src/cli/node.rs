@@ -12,8 +12,18 @@ use crate::convert::node_from_pb;
 pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
     let req = client.request(ListNodesRequest {});
-    let resp = client.grpc.list_nodes(req).await.map_err(|e| client.error(e))?.into_inner();
-    let nodes = resp.nodes.into_iter().map(node_from_pb).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let resp = client
+        .grpc
+        .list_nodes(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
+    let nodes = resp
+        .nodes
+        .into_iter()
+        .map(node_from_pb)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&serde_json::json!({ "nodes": nodes }));
     }
@@ -36,14 +46,25 @@ pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!("{}", output::table(&["id", "name", "role", "state", "address", "cpus", "memory", "labels"], &rows));
+    print!(
+        "{}",
+        output::table(
+            &["id", "name", "role", "state", "address", "cpus", "memory", "labels"],
+            &rows
+        )
+    );
     Ok(())
 }
 
 pub async fn show(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
     let req = client.request(GetNodeRequest { key: key.to_string() });
-    let node = client.grpc.get_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let node = client
+        .grpc
+        .get_node(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
     let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&node);
@@ -55,8 +76,17 @@ pub async fn show(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<(
 pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) -> anyhow::Result<()> {
     let (set, remove) = parse_label_specs(specs)?;
     let mut client = Client::connect(args).await?;
-    let req = client.request(SetNodeLabelsRequest { key: key.to_string(), set: set.into_iter().collect(), remove });
-    let node = client.grpc.set_node_labels(req).await.map_err(|e| client.error(e))?.into_inner();
+    let req = client.request(SetNodeLabelsRequest {
+        key: key.to_string(),
+        set: set.into_iter().collect(),
+        remove,
+    });
+    let node = client
+        .grpc
+        .set_node_labels(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
     let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&node);
@@ -85,7 +115,11 @@ fn labels(n: &NodeRecord) -> String {
     if n.labels.is_empty() {
         return "-".into();
     }
-    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    n.labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn render_node(n: &NodeRecord) -> String {
@@ -100,7 +134,10 @@ fn render_node(n: &NodeRecord) -> String {
         ("labels", labels(n)),
         ("hostname", inv.hostname.clone()),
         ("machine id", output::opt(inv.machine_id.clone())),
-        ("os", format!("{} (kernel {}, {})", inv.os.name, inv.os.kernel, inv.os.arch)),
+        (
+            "os",
+            format!("{} (kernel {}, {})", inv.os.name, inv.os.kernel, inv.os.arch),
+        ),
         (
             "cpu",
             format!(
@@ -144,7 +181,10 @@ fn render_node(n: &NodeRecord) -> String {
                 ]
             })
             .collect();
-        s.push_str(&output::table(&["device", "mount", "fs", "size", "free", "kind"], &rows));
+        s.push_str(&output::table(
+            &["device", "mount", "fs", "size", "free", "kind"],
+            &rows,
+        ));
     }
     if !inv.nics.is_empty() {
         s.push_str("\nNICS\n");
@@ -156,13 +196,18 @@ fn render_node(n: &NodeRecord) -> String {
                     n.name.clone(),
                     output::opt(n.mac.clone()),
                     n.state.clone(),
-                    n.speed_mbps.map(|m| format!("{m} Mb/s")).unwrap_or_else(|| "-".into()),
+                    n.speed_mbps
+                        .map(|m| format!("{m} Mb/s"))
+                        .unwrap_or_else(|| "-".into()),
                     output::opt(n.mtu),
                     n.addresses.join(","),
                 ]
             })
             .collect();
-        s.push_str(&output::table(&["name", "mac", "state", "speed", "mtu", "addresses"], &rows));
+        s.push_str(&output::table(
+            &["name", "mac", "state", "speed", "mtu", "addresses"],
+            &rows,
+        ));
     }
     for d in &inv.gpus.devices {
         s.push_str(&format!(

@@ -9,7 +9,12 @@ use crate::convert::status_from_pb;
 pub async fn run(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
     let req = client.request(GetStatusRequest {});
-    let s = client.grpc.get_status(req).await.map_err(|e| client.error(e))?.into_inner();
+    let s = client
+        .grpc
+        .get_status(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
     let s = status_from_pb(s);
     if out == Output::Json {
         return output::print_json(&s);
@@ -25,7 +30,10 @@ pub async fn run(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
         "{}",
         output::fields(&[
             ("cluster", s.cluster_id.clone()),
-            ("answered by", format!("{} (id {}), {}", s.node_name, s.node_id, s.raft_role)),
+            (
+                "answered by",
+                format!("{} (id {}), {}", s.node_name, s.node_id, s.raft_role)
+            ),
             ("leader", leader),
             ("term", s.term.to_string()),
             (

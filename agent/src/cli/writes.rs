@@ -40,9 +40,17 @@ struct Report {
 }
 
 pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
-    let LoadgenCommand::Writes { node, clients, seconds, client } = cmd;
+    let LoadgenCommand::Writes {
+        node,
+        clients,
+        seconds,
+        client,
+    } = cmd;
     anyhow::ensure!(clients >= 1, "--clients must be at least 1");
-    anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds must be a positive number");
+    anyhow::ensure!(
+        seconds > 0.0 && seconds.is_finite(),
+        "--seconds must be a positive number"
+    );
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -57,7 +65,9 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
                 let t = Instant::now();
                 let req = c.request(SetNodeLabelsRequest {
                     key: node.clone(),
-                    set: [(format!("loadgen-{worker}"), i.to_string())].into_iter().collect(),
+                    set: [(format!("loadgen-{worker}"), i.to_string())]
+                        .into_iter()
+                        .collect(),
                     remove: vec![],
                 });
                 match c.grpc.set_node_labels(req).await {

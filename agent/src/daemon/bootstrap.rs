@@ -44,7 +44,9 @@ pub async fn run(
     let created = !raft.is_initialized().await.context("reading the Raft state")?;
     if created {
         let members = BTreeMap::from([(identity.node_id, BasicNode::new(reg.grpc_addr.to_string()))]);
-        raft.initialize(members).await.context("initialising the one-voter Raft group")?;
+        raft.initialize(members)
+            .await
+            .context("initialising the one-voter Raft group")?;
         tracing::info!(node_id = identity.node_id, "initialised a new one-voter cluster");
     }
     raft.wait(Some(timeout))
@@ -54,7 +56,11 @@ pub async fn run(
 
     let stored = api.status().await.cluster_id;
     let cluster_id = if stored.is_empty() {
-        api.write(Command::InitCluster { cluster_id: identity.cluster_id.clone(), at_ms: now_ms() }).await?;
+        api.write(Command::InitCluster {
+            cluster_id: identity.cluster_id.clone(),
+            at_ms: now_ms(),
+        })
+        .await?;
         identity.cluster_id.clone()
     } else {
         stored
@@ -101,7 +107,8 @@ async fn ensure_admin_token(api: &NodeApi, path: &Path) -> anyhow::Result<()> {
     })
     .await?;
     debug_assert_eq!(sha256_hex(&token.secret), token.sha256);
-    write_secret(path, &token.secret).with_context(|| format!("writing the admin token to {}", path.display()))?;
+    write_secret(path, &token.secret)
+        .with_context(|| format!("writing the admin token to {}", path.display()))?;
     tracing::info!(token_id = %token.id, path = %path.display(), "minted the bootstrap admin token");
     Ok(())
 }
@@ -109,7 +116,12 @@ async fn ensure_admin_token(api: &NodeApi, path: &Path) -> anyhow::Result<()> {
 /// Writes a secret file with mode 0600, atomically (temp file + fsync + rename).
 fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(secret.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -120,7 +132,13 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 pub fn name_from_hostname(host: &str) -> String {
     let cleaned: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
     if cleaned.is_empty() {

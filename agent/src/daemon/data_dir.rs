@@ -26,10 +26,12 @@ pub fn prepare(dir: &Path) -> anyhow::Result<DataDirs> {
     }
     // Fail early and clearly if we cannot write here (rather than deep inside the store).
     let probe = dir.join(".write-test");
-    fs::write(&probe, b"")
-        .with_context(|| format!("data dir {} is not writable", dir.display()))?;
+    fs::write(&probe, b"").with_context(|| format!("data dir {} is not writable", dir.display()))?;
     let _ = fs::remove_file(&probe);
     fs::read_dir(dir).with_context(|| format!("data dir {} is not readable", dir.display()))?;
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    Ok(DataDirs { store: dir.join("raft.redb"), admin_token: dir.join("admin.token") })
+    Ok(DataDirs {
+        store: dir.join("raft.redb"),
+        admin_token: dir.join("admin.token"),
+    })
 }

@@ -48,16 +48,24 @@ fn status(e: ApiError) -> Status {
 
 fn bearer<T>(req: &Request<T>) -> Option<String> {
     let v = req.metadata().get("authorization")?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::to_string)
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::to_string)
 }
 
 #[tonic::async_trait]
 impl Cortex for CortexService {
-    async fn get_status(&self, _req: Request<pb::GetStatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+    async fn get_status(
+        &self,
+        _req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
         Ok(Response::new(status_to_pb(&self.api.status().await)))
     }
 
-    async fn list_nodes(&self, _req: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+    async fn list_nodes(
+        &self,
+        _req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
         let nodes = self.api.list_nodes().iter().map(node_to_pb).collect();
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
@@ -67,8 +75,14 @@ impl Cortex for CortexService {
         Ok(Response::new(node_to_pb(&node)))
     }
 
-    async fn set_node_labels(&self, req: Request<pb::SetNodeLabelsRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+    async fn set_node_labels(
+        &self,
+        req: Request<pb::SetNodeLabelsRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
         let r = req.into_inner();
         let node = self
             .api

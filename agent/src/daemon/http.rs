@@ -24,7 +24,9 @@ pub fn router(api: NodeApi) -> Router {
 }
 
 pub async fn serve(listener: TcpListener, api: NodeApi, shutdown: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     Ok(())
 }
 
@@ -41,7 +43,11 @@ impl IntoResponse for HttpError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (code, Json(json!({ "error": { "code": self.0.code(), "message": self.0.to_string() } }))).into_response()
+        (
+            code,
+            Json(json!({ "error": { "code": self.0.code(), "message": self.0.to_string() } })),
+        )
+            .into_response()
     }
 }
 
@@ -51,7 +57,11 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(api): State<NodeApi>) -> Response {
     let r = api.readiness().await;
-    let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(r)).into_response()
 }
 

@@ -15,7 +15,8 @@ pub fn load_or_create(store: &LogStore) -> anyhow::Result<Identity> {
     let node_id = match store.read_local("node_id")? {
         Some(b) => {
             let s = String::from_utf8(b).context("the stored node id is not text")?;
-            s.parse::<u64>().with_context(|| format!("the stored node id {s:?} is not a number"))?
+            s.parse::<u64>()
+                .with_context(|| format!("the stored node id {s:?} is not a number"))?
         }
         None => {
             // 53 bits keeps ids exact in JSON consumers that use doubles (browsers, jq).

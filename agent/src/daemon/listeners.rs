@@ -16,9 +16,13 @@ pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> anyhow::Result<(TcpList
 async fn bind_one(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         let why = match e.kind() {
-            std::io::ErrorKind::AddrInUse => "the address is already in use (is another cortex running?)".to_string(),
+            std::io::ErrorKind::AddrInUse => {
+                "the address is already in use (is another cortex running?)".to_string()
+            }
             std::io::ErrorKind::AddrNotAvailable => "no interface on this host has that address".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need root)".to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need root)".to_string()
+            }
             _ => e.to_string(),
         };
         anyhow::anyhow!("cannot listen for {what} on {addr}: {why}")

@@ -41,11 +41,18 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = identity::load_or_create(&log_store)?;
     let (grpc_listener, http_listener) = listeners::bind(config.grpc_addr, config.http_addr).await?;
-    let grpc_addr = grpc_listener.local_addr().context("reading the gRPC listener's address")?;
-    let http_addr = http_listener.local_addr().context("reading the HTTP listener's address")?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .context("reading the gRPC listener's address")?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("reading the HTTP listener's address")?;
 
     let inventory = cortex_host::collect().await;
-    let node_name = config.node_name.clone().unwrap_or_else(|| bootstrap::name_from_hostname(&inventory.hostname));
+    let node_name = config
+        .node_name
+        .clone()
+        .unwrap_or_else(|| bootstrap::name_from_hostname(&inventory.hostname));
 
     let raft_config = openraft::Config {
         cluster_name: "cortex".into(),
@@ -57,19 +64,35 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     }
     .validate()
     .context("building the Raft configuration")?;
-    let raft = openraft::Raft::new(identity.node_id, std::sync::Arc::new(raft_config), GrpcNetwork::default(), log_store, sm.clone())
-        .await
-        .context("starting the Raft node")?;
+    let raft = openraft::Raft::new(
+        identity.node_id,
+        std::sync::Arc::new(raft_config),
+        GrpcNetwork::default(),
+        log_store,
+        sm.clone(),
+    )
+    .await
+    .context("starting the Raft node")?;
     let api = NodeApi::new(raft.clone(), sm.clone(), identity.node_id, node_name.clone());
 
     let shutdown = shutdown::Shutdown::install()?;
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, api.clone(), raft.clone(), shutdown.token()));
+    let grpc_task = tokio::spawn(grpc::serve(
+        grpc_listener,
+        api.clone(),
+        raft.clone(),
+        shutdown.token(),
+    ));
     let http_task = tokio::spawn(http::serve(http_listener, api.clone(), shutdown.token()));
 
     let boot = bootstrap::run(
         &api,
         &identity,
-        bootstrap::Registration { node_name: node_name.clone(), grpc_addr, http_addr, inventory },
+        bootstrap::Registration {
+            node_name: node_name.clone(),
+            grpc_addr,
+            http_addr,
+            inventory,
+        },
         &dirs,
         Duration::from_secs(30),
     );
@@ -140,7 +163,11 @@ fn print_where(w: &Where, out: Output) -> anyhow::Result<()> {
 fn init_tracing(filter: &str) {
     use std::io::IsTerminal;
     // openraft logs every election and shutdown step at info; keep it at warn unless asked.
-    let directive = if filter.contains("openraft") { filter.to_string() } else { format!("{filter},openraft=warn") };
+    let directive = if filter.contains("openraft") {
+        filter.to_string()
+    } else {
+        format!("{filter},openraft=warn")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORTEX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
     let _ = tracing_subscriber::fmt()

@@ -46,7 +46,8 @@ impl LogStore {
         let db = self.db.clone();
         blocking(move || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
-            txn.set_durability(durability).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            txn.set_durability(durability)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             txn.open_table(META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -83,7 +84,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let txn = self.db.begin_read().map_err(read_logs_err)?;
         let table = txn.open_table(LOG).map_err(read_logs_err)?;
-        let iter = table.range::<u64>((Bound::Included(start), end)).map_err(read_logs_err)?;
+        let iter = table
+            .range::<u64>((Bound::Included(start), end))
+            .map_err(read_logs_err)?;
         let mut out = Vec::new();
         for item in iter {
             let (_, v) = item.map_err(read_logs_err)?;
@@ -104,7 +107,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(read_logs_err)?.log_id),
             None => None,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -57,12 +57,22 @@ pub fn open_store(path: &Path) -> Result<(LogStore, StateMachineStore), StoreErr
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     let db = Database::builder().create(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.to_path_buf() },
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+            path: path.to_path_buf(),
+        },
         // redb reports a foreign or damaged header as an `InvalidData` IO error.
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() != std::io::ErrorKind::InvalidData => {
-            StoreError::Io { path: path.to_path_buf(), detail: io.to_string() }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            StoreError::Io {
+                path: path.to_path_buf(),
+                detail: io.to_string(),
+            }
         }
-        other => StoreError::Corrupt { path: path.to_path_buf(), detail: other.to_string() },
+        other => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: other.to_string(),
+        },
     })?;
     // Create every table once so readers never see "table does not exist".
     let init = || -> Result<(), redb::Error> {
@@ -74,14 +84,20 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
         txn.commit()?;
         Ok(())
     };
-    init().map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+    init().map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     // Touch the read path too: a damaged file should fail here, not later inside Raft.
     let check = || -> Result<(), redb::Error> {
         let txn = db.begin_read()?;
         let _ = txn.open_table(LOG)?;
         Ok(())
     };
-    check().map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+    check().map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     Ok(db)
 }
 
@@ -93,7 +109,10 @@ impl LogStore {
             let table = txn.open_table(LOCAL)?;
             Ok(table.get(key)?.map(|v| v.value().to_vec()))
         };
-        read().map_err(|e| StoreError::Io { path: self.path.clone(), detail: e.to_string() })
+        read().map_err(|e| StoreError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })
     }
 
     pub fn write_local(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -103,6 +122,9 @@ impl LogStore {
             txn.commit()?;
             Ok(())
         };
-        write().map_err(|e| StoreError::Io { path: self.path.clone(), detail: e.to_string() })
+        write().map_err(|e| StoreError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })
     }
 }

@@ -47,7 +47,10 @@ impl StateMachineStore {
             inner.membership = meta.last_membership;
             inner.state = payload.state;
         }
-        Ok(StateMachineStore { db, inner: Arc::new(RwLock::new(inner)) })
+        Ok(StateMachineStore {
+            db,
+            inner: Arc::new(RwLock::new(inner)),
+        })
     }
 
     /// Read access to the applied cluster state. Hold the guard briefly: apply waits for it.
@@ -61,7 +64,9 @@ impl StateMachineStore {
     }
 
     fn write_inner(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn persist_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
@@ -70,7 +75,8 @@ impl StateMachineStore {
         let db = self.db.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             {
                 let mut t = txn.open_table(SNAPSHOT)?;
                 t.insert(KEY_SNAPSHOT_META, meta_bytes.as_slice())?;
@@ -116,7 +122,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (meta, data) = {
             let mut inner = self.write_inner();
             inner.snapshot_seq += 1;
-            let payload = SnapshotPayload { state: inner.state.clone() };
+            let payload = SnapshotPayload {
+                state: inner.state.clone(),
+            };
             let data = encode(&payload).map_err(write_err)?;
             let snapshot_id = match &inner.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id, id.index, inner.snapshot_seq),
@@ -130,7 +138,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             (meta, data)
         };
         self.persist_snapshot(&meta, &data).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -189,7 +200,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         match read_snapshot(&self.db).map_err(read_err)? {
-            Some((meta, data)) => Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })),
+            Some((meta, data)) => Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })),
             None => Ok(None),
         }
     }
