@@ -8,6 +8,7 @@
 //! - nothing here knows about HTTP, the CLI or the host; the agent wires those.
 
 pub mod network;
+pub mod pki;
 pub mod raft_service;
 pub mod store;
 pub mod types;
