@@ -89,6 +89,7 @@ fn labels_set_and_remove_and_need_a_token() {
     crate::harness::node::isolate(&mut cmd, sandbox.path());
     let out = cmd
         .args(["node", "label", &id, "zone=b", "--server", &node.grpc])
+        .env("CORTEX_CA_FILE", node.data_dir.join("ca.crt"))
         .output()
         .expect("run");
     assert!(!out.status.success());

@@ -33,6 +33,9 @@ pub struct ClientArgs {
     /// File holding the bearer token (default: <default data dir>/admin.token if readable).
     #[arg(long, env = "CORTEX_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// The cluster CA certificate to verify the server with (default: <default data dir>/ca.crt).
+    #[arg(long, env = "CORTEX_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 pub struct Client {
@@ -42,25 +45,31 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects over TLS, trusting only the cluster CA. A quick TCP probe first, so "nothing
+    /// is running there" is reported as such rather than as a TLS or CA problem.
     pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-        let url = if args.server.contains("://") {
-            args.server.clone()
-        } else {
-            format!("http://{}", args.server)
-        };
-        let endpoint = Endpoint::from_shared(url)
+        let addr = args.server.trim_start_matches("https://").trim_start_matches("http://").to_string();
+        let probe = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
+        match probe {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Unavailable { addr, reason: e.to_string() }.into()),
+            Err(_) => return Err(Unavailable { addr, reason: "connection timed out".into() }.into()),
+        }
+        let ca = load_ca(args)?;
+        let tls = cortex_cluster::pki::client_tls(&ca, None);
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?
+            .tls_config(tls)?
             .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
             .timeout(Duration::from_secs(30));
-        let channel = endpoint.connect().await.map_err(|e| Unavailable {
-            addr: args.server.clone(),
-            reason: root_cause(&e),
+        let channel = endpoint.connect().await.map_err(|e| {
+            anyhow::anyhow!(
+                "TLS connection to {addr} failed: {} (is --ca-file the CA of the cluster this node belongs to?)",
+                root_cause(&e)
+            )
         })?;
-        Ok(Client {
-            grpc: CortexClient::new(channel),
-            addr: args.server.clone(),
-            token: load_token(args)?,
-        })
+        Ok(Client { grpc: CortexClient::new(channel), addr, token: load_token(args)? })
     }
 
     /// Wraps a message in a request carrying the bearer token, if there is one.
@@ -111,6 +120,19 @@ fn load_token(args: &ClientArgs) -> anyhow::Result<Option<String>> {
     // Convenience for the single-node trial: the bootstrap admin token of the default data dir.
     let default = crate::config::default_data_dir().join("admin.token");
     Ok(read_token_file(&default).ok())
+}
+
+fn load_ca(args: &ClientArgs) -> anyhow::Result<String> {
+    if let Some(path) = &args.ca_file {
+        return std::fs::read_to_string(path).with_context(|| format!("reading the CA certificate {}", path.display()));
+    }
+    let default = crate::config::default_data_dir().join("ca.crt");
+    std::fs::read_to_string(&default).map_err(|_| {
+        anyhow::anyhow!(
+            "cannot verify the server without the cluster CA certificate: pass --ca-file \
+             (it is <data dir>/ca.crt on any coordinator) or set CORTEX_CA_FILE"
+        )
+    })
 }
 
 fn read_token_file(path: &Path) -> std::io::Result<String> {

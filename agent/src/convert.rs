@@ -62,6 +62,7 @@ pub fn status_to_pb(s: &ClusterStatus) -> pb::ClusterStatus {
         version: s.version.clone(),
         uptime_ms: s.uptime_ms,
         created_at_ms: s.created_at_ms,
+        ca_fingerprint: s.ca_fingerprint.clone(),
     }
 }
 
@@ -83,6 +84,7 @@ pub fn status_from_pb(s: pb::ClusterStatus) -> ClusterStatus {
         version: s.version,
         uptime_ms: s.uptime_ms,
         created_at_ms: s.created_at_ms,
+        ca_fingerprint: s.ca_fingerprint,
     }
 }
 

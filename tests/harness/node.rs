@@ -156,7 +156,8 @@ impl Node {
         isolate(&mut cmd, &self.sandbox);
         cmd.args(args)
             .env("CORTEX_SERVER", &self.grpc)
-            .env("CORTEX_TOKEN_FILE", self.token_file());
+            .env("CORTEX_TOKEN_FILE", self.token_file())
+            .env("CORTEX_CA_FILE", self.data_dir.join("ca.crt"));
         cmd.output().expect("run cortex client")
     }
 

@@ -17,17 +17,26 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::types::{NodeId, TypeConfig};
 
-/// Creates gRPC clients to other nodes.
-#[derive(Clone, Default)]
-pub struct GrpcNetwork {}
+/// Creates gRPC clients to other nodes, authenticated with this node's certificate.
+#[derive(Clone)]
+pub struct GrpcNetwork {
+    tls: ClientTlsConfig,
+}
+
+impl GrpcNetwork {
+    pub fn new(tls: ClientTlsConfig) -> Self {
+        GrpcNetwork { tls }
+    }
+}
 
 pub struct GrpcConnection {
     target: NodeId,
     addr: String,
+    tls: ClientTlsConfig,
     client: Option<RaftClient<Channel>>,
 }
 
@@ -38,6 +47,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
         GrpcConnection {
             target,
             addr: node.addr.clone(),
+            tls: self.tls.clone(),
             client: None,
         }
     }
@@ -70,11 +80,9 @@ impl GrpcConnection {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| self.err(e))?
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .tcp_nodelay(true);
-        let client = RaftClient::new(endpoint.connect_lazy());
+        let channel = crate::pki::lazy_channel(&self.addr, &self.tls, timeout.min(Duration::from_secs(2)))
+            .map_err(|e| self.err(e))?;
+        let client = RaftClient::new(channel);
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -1,5 +1,9 @@
 //! Inbound Raft RPCs: the gRPC `Raft` service hands each request to the local openraft node and
 //! returns its `Result` as JSON, so the caller sees remote Raft errors as typed errors.
+//!
+//! Only coordinators may speak Raft: every call must come over mTLS with a certificate from the
+//! cluster CA whose role (OU) is `coordinator`. A worker's certificate, a certificate from
+//! another CA (refused by the TLS layer) or none at all is refused.
 
 use cortex_proto::v1::raft_server::Raft as RaftRpc;
 use cortex_proto::v1::RaftPayload;
@@ -7,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::pki::node_identity_from_cert_der;
 use crate::types::CortexRaft;
 
 pub struct RaftService {
@@ -19,7 +24,23 @@ impl RaftService {
     }
 }
 
+/// The verified peer's node id, if it is a coordinator.
+pub fn require_coordinator<T>(req: &Request<T>) -> Result<u64, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("raft rpc needs a cluster node certificate (mTLS)"))?;
+    let leaf = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
+    match node_identity_from_cert_der(leaf.as_ref()) {
+        Some((id, role)) if role == "coordinator" => Ok(id),
+        Some((id, role)) => Err(Status::permission_denied(format!(
+            "node {id} has role {role}; only coordinators take part in Raft"
+        ))),
+        None => Err(Status::unauthenticated("the client certificate is not a Cortex node certificate")),
+    }
+}
+
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    require_coordinator(&req)?;
     serde_json::from_slice(&req.into_inner().json)
         .map_err(|e| Status::invalid_argument(format!("malformed raft payload: {e}")))
 }

@@ -17,6 +17,9 @@ pub enum Command {
     /// First entry of a new cluster. Applying it twice is a no-op.
     InitCluster {
         cluster_id: String,
+        /// The cluster CA certificate (PEM). Public; the key never enters the log.
+        #[serde(default)]
+        ca_cert_pem: String,
         at_ms: UnixMillis,
     },
     /// A node announces (or re-announces, e.g. after a restart) itself and its inventory.

@@ -25,6 +25,9 @@ pub struct Event {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub cluster_id: Option<String>,
+    /// The cluster CA certificate (PEM); empty before the cluster is initialised.
+    #[serde(default)]
+    pub ca_cert_pem: String,
     pub created_at_ms: UnixMillis,
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     pub tokens: BTreeMap<String, TokenRecord>,
@@ -37,9 +40,10 @@ impl ClusterState {
     /// every replica. Invalid commands are rejected without changing anything.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
         match cmd {
-            Command::InitCluster { cluster_id, at_ms } => {
+            Command::InitCluster { cluster_id, ca_cert_pem, at_ms } => {
                 if self.cluster_id.is_none() {
                     self.cluster_id = Some(cluster_id.clone());
+                    self.ca_cert_pem = ca_cert_pem.clone();
                     self.created_at_ms = *at_ms;
                     self.event(
                         *at_ms,
@@ -237,6 +241,7 @@ mod tests {
         let cmds = vec![
             Command::InitCluster {
                 cluster_id: "c1".into(),
+                ca_cert_pem: String::new(),
                 at_ms: 1,
             },
             reg(7, "alpha"),
@@ -278,10 +283,12 @@ mod tests {
         let mut s = ClusterState::default();
         s.apply(&Command::InitCluster {
             cluster_id: "first".into(),
+            ca_cert_pem: String::new(),
             at_ms: 1,
         });
         s.apply(&Command::InitCluster {
             cluster_id: "second".into(),
+            ca_cert_pem: String::new(),
             at_ms: 2,
         });
         assert_eq!(s.cluster_id.as_deref(), Some("first"));

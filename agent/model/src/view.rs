@@ -27,4 +27,6 @@ pub struct ClusterStatus {
     pub version: String,
     pub uptime_ms: u64,
     pub created_at_ms: UnixMillis,
+    /// SHA-256 (hex) of the cluster CA certificate.
+    pub ca_fingerprint: String,
 }

@@ -67,6 +67,7 @@ impl NodeApi {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: self.inner.started.elapsed().as_millis() as u64,
             created_at_ms: state.created_at_ms,
+            ca_fingerprint: cortex_cluster::pki::ca_fingerprint(&state.ca_cert_pem).unwrap_or_default(),
         }
     }
 

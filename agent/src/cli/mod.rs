@@ -113,6 +113,7 @@ impl UpArgs {
             node_name: self.node_name.clone(),
             log_level: self.log_level.clone(),
             config_file: self.config.clone(),
+            ..Default::default()
         }
     }
 }

@@ -47,6 +47,7 @@ pub async fn run(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
             ),
             ("voters", voters.join(", ")),
             ("nodes", format!("{} ({})", s.nodes_total, states.join(", "))),
+            ("ca", format!("sha256:{}", s.ca_fingerprint)),
             ("version", s.version.clone()),
             ("uptime", output::duration_ms(s.uptime_ms)),
         ])

@@ -25,6 +25,7 @@ pub struct Registration {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub inventory: Inventory,
+    pub ca_cert_pem: String,
 }
 
 pub struct Booted {
@@ -58,6 +59,7 @@ pub async fn run(
     let cluster_id = if stored.is_empty() {
         api.write(Command::InitCluster {
             cluster_id: identity.cluster_id.clone(),
+            ca_cert_pem: reg.ca_cert_pem.clone(),
             at_ms: now_ms(),
         })
         .await?;

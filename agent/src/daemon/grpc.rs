@@ -17,16 +17,30 @@ use crate::convert::{node_to_pb, status_to_pb};
 
 pub async fn serve(
     listener: TcpListener,
+    tls: tonic::transport::ServerTlsConfig,
     api: NodeApi,
     raft: CortexRaft,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
+        .tls_config(tls)?
         .add_service(CortexServer::new(CortexService { api }))
         .add_service(RaftServer::new(RaftService::new(raft)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: small RPCs must not wait for delayed ACKs.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 struct CortexService {

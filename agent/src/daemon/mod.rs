@@ -10,6 +10,7 @@ mod grpc;
 mod http;
 mod identity;
 mod listeners;
+mod pki;
 mod shutdown;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     let dirs = data_dir::prepare(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = identity::load_or_create(&log_store)?;
+    let pki = pki::load_or_create(&config.data_dir, identity.node_id, &identity.cluster_id)?;
     let (grpc_listener, http_listener) = listeners::bind(config.grpc_addr, config.http_addr).await?;
     let grpc_addr = grpc_listener
         .local_addr()
@@ -67,7 +69,7 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     let raft = openraft::Raft::new(
         identity.node_id,
         std::sync::Arc::new(raft_config),
-        GrpcNetwork::default(),
+        GrpcNetwork::new(cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds))),
         log_store,
         sm.clone(),
     )
@@ -78,6 +80,7 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     let shutdown = shutdown::Shutdown::install()?;
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
+        cortex_cluster::pki::server_tls(&pki.creds),
         api.clone(),
         raft.clone(),
         shutdown.token(),
@@ -92,6 +95,7 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
             grpc_addr,
             http_addr,
             inventory,
+            ca_cert_pem: pki.ca.cert_pem.clone(),
         },
         &dirs,
         Duration::from_secs(30),

@@ -69,19 +69,20 @@ impl ClusterCa {
         ca_fingerprint(&self.cert_pem)
     }
 
-    /// Issues a certificate for `node_id` from the public key in `csr_pem`.
-    pub fn sign_node(&self, csr_pem: &str, node_id: u64) -> Result<String, PkiError> {
+    /// Issues a certificate for `node_id` with `role` ("coordinator" or "worker") from the
+    /// public key in `csr_pem`.
+    pub fn sign_node(&self, csr_pem: &str, node_id: u64, role: &str) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Cert(format!("the certificate request is not valid: {e}")))?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, KeyPair::from_pem(&self.key_pem)?)?;
-        let params = node_params(node_id)?;
+        let params = node_params(node_id, role)?;
         Ok(params.signed_by(&csr.public_key, &issuer)?.pem())
     }
 
     /// Key + certificate for a node in one step (the bootstrap coordinator signs itself).
-    pub fn issue_node(&self, node_id: u64) -> Result<NodeCredentials, PkiError> {
+    pub fn issue_node(&self, node_id: u64, role: &str) -> Result<NodeCredentials, PkiError> {
         let (key_pem, csr_pem) = new_key_and_csr(node_id)?;
-        let cert_pem = self.sign_node(&csr_pem, node_id)?;
+        let cert_pem = self.sign_node(&csr_pem, node_id, role)?;
         Ok(NodeCredentials { key_pem, cert_pem, ca_pem: self.cert_pem.clone() })
     }
 }
@@ -89,16 +90,18 @@ impl ClusterCa {
 /// A fresh node key and a CSR for it (what a joining node sends).
 pub fn new_key_and_csr(node_id: u64) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
-    let params = node_params(node_id)?;
+    let params = node_params(node_id, "worker")?;
     let csr = params.serialize_request(&key)?;
     Ok((key.serialize_pem(), csr.pem()?))
 }
 
-fn node_params(node_id: u64) -> Result<CertificateParams, PkiError> {
+/// The CA decides every field: CN `node-<id>`, OU = role, SAN = the cluster DNS name.
+fn node_params(node_id: u64, role: &str) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("node-{node_id}"));
     dn.push(DnType::OrganizationName, "Cortex");
+    dn.push(DnType::OrganizationalUnitName, role);
     params.distinguished_name = dn;
     params.subject_alt_names = vec![SanType::DnsName(
         CLUSTER_DNS_NAME.try_into().map_err(|e: rcgen::Error| PkiError::Cert(e.to_string()))?,
@@ -131,11 +134,14 @@ fn first_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(cert.to_vec())
 }
 
-/// The node id in a node certificate's common name (`node-<id>`), if it has one.
-pub fn node_id_from_cert_der(der: &[u8]) -> Option<u64> {
+/// Who a (CA-verified) node certificate belongs to: node id from the CN `node-<id>` and the
+/// role from the OU.
+pub fn node_identity_from_cert_der(der: &[u8]) -> Option<(u64, String)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    cn.strip_prefix("node-")?.parse().ok()
+    let id = cn.strip_prefix("node-")?.parse().ok()?;
+    let role = cert.subject().iter_organizational_unit().next()?.as_str().ok()?.to_string();
+    Some((id, role))
 }
 
 #[cfg(test)]
@@ -145,12 +151,12 @@ mod tests {
     #[test]
     fn ca_signs_a_node_and_the_node_id_is_readable() {
         let ca = ClusterCa::create("test").unwrap();
-        let creds = ca.issue_node(42).unwrap();
+        let creds = ca.issue_node(42, "coordinator").unwrap();
         use rustls_pki_types::pem::PemObject;
         let der = rustls_pki_types::CertificateDer::from_pem_slice(creds.cert_pem.as_bytes()).unwrap();
-        assert_eq!(node_id_from_cert_der(&der), Some(42));
+        assert_eq!(node_identity_from_cert_der(&der), Some((42, "coordinator".to_string())));
         assert_eq!(ca.fingerprint().unwrap().len(), 64);
-        assert_eq!(ca_fingerprint(&creds.chain_pem()).unwrap() == ca.fingerprint().unwrap(), false);
+        assert_ne!(ca_fingerprint(&creds.chain_pem()).unwrap(), ca.fingerprint().unwrap(), "the leaf comes first");
         let reloaded = ClusterCa::from_pem(ca.cert_pem.clone(), ca.key_pem().to_string()).unwrap();
         assert_eq!(reloaded.fingerprint().unwrap(), ca.fingerprint().unwrap());
     }
@@ -158,7 +164,7 @@ mod tests {
     #[test]
     fn garbage_csr_is_refused_with_a_message() {
         let ca = ClusterCa::create("test").unwrap();
-        let err = ca.sign_node("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", 1);
+        let err = ca.sign_node("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", 1, "worker");
         assert!(err.unwrap_err().to_string().contains("certificate request is not valid"));
     }
 }

@@ -13,10 +13,10 @@ mod files;
 mod pin;
 mod tls;
 
-pub use ca::{ca_fingerprint, node_id_from_cert_der, ClusterCa, NodeCredentials};
+pub use ca::{ca_fingerprint, new_key_and_csr, node_identity_from_cert_der, ClusterCa, NodeCredentials};
 pub use files::{load_node_credentials, save_node_credentials, NodeFiles};
 pub use pin::fetch_pinned_ca;
-pub use tls::{client_tls, server_tls};
+pub use tls::{client_tls, lazy_channel, server_tls};
 
 /// The DNS name every node certificate carries and every client checks.
 pub const CLUSTER_DNS_NAME: &str = "cortex.cluster";

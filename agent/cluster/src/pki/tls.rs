@@ -1,6 +1,8 @@
 //! TLS configurations for tonic built from the cluster PKI.
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use super::{NodeCredentials, CLUSTER_DNS_NAME};
 
@@ -21,4 +23,13 @@ pub fn client_tls(ca_pem: &str, identity: Option<&NodeCredentials>) -> ClientTls
         cfg = cfg.identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem));
     }
     cfg
+}
+
+/// A lazily connecting TLS channel to `addr` (`IP:PORT` or `host:PORT`).
+pub fn lazy_channel(addr: &str, tls: &ClientTlsConfig, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls.clone())?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
 }
