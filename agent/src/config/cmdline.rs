@@ -6,6 +6,7 @@
 
 use super::error::ConfigError;
 use super::merge::{Merged, Raw};
+use super::model::REDACTED;
 use super::origin::Origin;
 use super::schema::{first_leaf_below, resolve, Found};
 
@@ -61,9 +62,11 @@ fn parse(line: &str) -> Result<Vec<(String, String)>, ConfigError> {
             continue;
         };
         if word.unterminated {
-            return Err(ConfigError::CmdlineUnterminatedQuote {
-                word: word.raw.to_owned(),
-            });
+            let word = match setting.split_once('=') {
+                Some((key, _)) if is_secret(key) => format!("{PREFIX}{key}={REDACTED}"),
+                _ => word.raw.to_owned(),
+            };
+            return Err(ConfigError::CmdlineUnterminatedQuote { word });
         }
         let Some((key, value)) = setting.split_once('=') else {
             return Err(ConfigError::CmdlineMissingValue { word: word.text });
@@ -71,6 +74,12 @@ fn parse(line: &str) -> Result<Vec<(String, String)>, ConfigError> {
         pairs.push((key.to_owned(), value.to_owned()));
     }
     Ok(pairs)
+}
+
+/// Whether the dotted `key` is a secret, whose value no message may show.
+fn is_secret(key: &str) -> bool {
+    let found = resolve(key.split('.'), |name, segment| name == segment);
+    matches!(found, Ok(Found::Leaf(leaf)) if leaf.is_secret())
 }
 
 /// Applies the `cortex.` settings of the kernel command line `line`.
@@ -152,6 +161,26 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "kernel command line: unterminated double quote in cortex.node_name=\"a b"
+        );
+    }
+
+    #[test]
+    fn unterminated_quote_hides_a_secret() {
+        let err = parse("ro cortex.token=\"tok-Zq8vX3 quoted").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel command line: unterminated double quote in cortex.token=<redacted>"
+        );
+    }
+
+    #[test]
+    fn lists_are_one_word() {
+        assert_eq!(
+            pairs("cortex.join=10.0.0.1:7071,10.0.0.2:7071 cortex.role=coordinator"),
+            vec![
+                pair("join", "10.0.0.1:7071,10.0.0.2:7071"),
+                pair("role", "coordinator")
+            ]
         );
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::error::ConfigError;
-use super::model::Config;
+use super::model::{Config, Role};
 use super::origin::Origin;
 use super::schema::Key;
 
@@ -48,11 +48,18 @@ impl Merged {
     /// look) and assigns it.
     pub(crate) fn set(&mut self, key: Key, raw: Raw<'_>, origin: &Origin) -> Result<(), ConfigError> {
         let expected = expected(key);
-        let wrong = || ConfigError::WrongType {
+        let wrong_got = |got: String| ConfigError::WrongType {
             origin: origin.clone(),
             key: key.path().to_owned(),
             expected,
-            got: describe(raw),
+            got,
+        };
+        let wrong = || {
+            wrong_got(if key.is_secret() {
+                describe_kind(raw)
+            } else {
+                describe(raw)
+            })
         };
         let text = || raw.text().ok_or_else(wrong);
         let addr = || text()?.parse::<SocketAddr>().map_err(|_| wrong());
@@ -64,10 +71,19 @@ impl Merged {
             Key::GrpcAddr => cfg.grpc_addr = addr()?,
             Key::NodeName => cfg.node_name = Some(text()?.to_owned()),
             Key::LogLevel => cfg.log_level = text()?.to_owned(),
+            Key::Join => cfg.join = raw.list().map_err(wrong_got)?,
+            Key::Token => cfg.token = Some(text()?.to_owned()),
+            Key::Role => cfg.role = text()?.parse::<Role>().map_err(|_| wrong())?,
+            Key::LeaveOnShutdown => cfg.leave_on_shutdown = raw.bool().ok_or_else(wrong)?,
             Key::HeartbeatIntervalMs => cfg.raft.heartbeat_interval_ms = number()?,
             Key::ElectionTimeoutMinMs => cfg.raft.election_timeout_min_ms = number()?,
             Key::ElectionTimeoutMaxMs => cfg.raft.election_timeout_max_ms = number()?,
             Key::SnapshotAfterEntries => cfg.raft.snapshot_after_entries = number()?,
+            Key::TargetVoters => cfg.cluster.target_voters = number()?,
+            Key::ClusterHeartbeatIntervalMs => cfg.cluster.heartbeat_interval_ms = number()?,
+            Key::SuspectAfterMs => cfg.cluster.suspect_after_ms = number()?,
+            Key::DownAfterMs => cfg.cluster.down_after_ms = number()?,
+            Key::VoterGraceMs => cfg.cluster.voter_grace_ms = number()?,
         }
         self.mark(key, origin.clone());
         Ok(())
@@ -88,6 +104,41 @@ impl<'a> Raw<'a> {
             Raw::Toml(v) => v.as_integer().and_then(|i| u64::try_from(i).ok()),
         }
     }
+
+    /// `true` or `false`; a string must be spelled exactly so.
+    fn bool(self) -> Option<bool> {
+        match self {
+            Raw::Text("true") => Some(true),
+            Raw::Text("false") => Some(false),
+            Raw::Text(_) => None,
+            Raw::Toml(v) => v.as_bool(),
+        }
+    }
+
+    /// A list: a TOML array of strings, or a comma-separated string. On failure, what to show
+    /// after "got".
+    fn list(self) -> Result<Vec<String>, String> {
+        match self {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("an array containing {}", describe(Raw::Toml(item))))
+                })
+                .collect(),
+            _ => self.text().map(split_list).ok_or_else(|| describe(self)),
+        }
+    }
+}
+
+/// Splits a comma-separated list; blanks around the items are removed. A blank string is the
+/// empty list; empty items are kept (validation rejects them).
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    if s.trim().is_empty() {
+        return Vec::new();
+    }
+    s.split(',').map(|item| item.trim().to_owned()).collect()
 }
 
 /// What a key's value must look like, for "expected …" messages.
@@ -96,11 +147,19 @@ fn expected(key: Key) -> &'static str {
         Key::DataDir => "a path string",
         Key::HttpAddr => "an address like 127.0.0.1:7070",
         Key::GrpcAddr => "an address like 127.0.0.1:7071",
-        Key::NodeName | Key::LogLevel => "a string",
+        Key::NodeName | Key::LogLevel | Key::Token => "a string",
+        Key::Join => "a list of HOST:PORT addresses (an array of strings or a comma-separated string)",
+        Key::Role => "\"coordinator\" or \"worker\"",
+        Key::LeaveOnShutdown => "true or false",
         Key::HeartbeatIntervalMs
         | Key::ElectionTimeoutMinMs
         | Key::ElectionTimeoutMaxMs
-        | Key::SnapshotAfterEntries => "a non-negative integer",
+        | Key::SnapshotAfterEntries
+        | Key::TargetVoters
+        | Key::ClusterHeartbeatIntervalMs
+        | Key::SuspectAfterMs
+        | Key::DownAfterMs
+        | Key::VoterGraceMs => "a non-negative integer",
     }
 }
 
@@ -116,6 +175,20 @@ pub(crate) fn describe(raw: Raw<'_>) -> String {
         Raw::Toml(toml::Value::Array(_)) => "an array".to_owned(),
         Raw::Toml(toml::Value::Table(_)) => "a table".to_owned(),
     }
+}
+
+/// The type of a rejected value without the value, for secrets.
+fn describe_kind(raw: Raw<'_>) -> String {
+    let kind = match raw {
+        Raw::Text(_) | Raw::Toml(toml::Value::String(_)) => "a string",
+        Raw::Toml(toml::Value::Integer(_)) => "an integer",
+        Raw::Toml(toml::Value::Float(_)) => "a float",
+        Raw::Toml(toml::Value::Boolean(_)) => "a boolean",
+        Raw::Toml(toml::Value::Datetime(_)) => "a date-time",
+        Raw::Toml(toml::Value::Array(_)) => "an array",
+        Raw::Toml(toml::Value::Table(_)) => "a table",
+    };
+    format!("{kind} (value not shown: the key is a secret)")
 }
 
 #[cfg(test)]
@@ -174,6 +247,116 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "/x.toml: key data_dir: expected a path string, got true"
+        );
+        assert_eq!(m.config, Config::defaults(&[]));
+    }
+
+    #[test]
+    fn cluster_keys_convert_by_schema() {
+        let mut m = merged();
+        let env = Origin::Env("CORTEX_X".to_owned());
+        m.set(Key::Join, Raw::Text("10.0.0.1:7071, host-b:7071"), &env)
+            .unwrap();
+        assert_eq!(m.config.join, ["10.0.0.1:7071", "host-b:7071"]);
+        m.set(Key::Token, Raw::Text("1234"), &env).unwrap();
+        assert_eq!(m.config.token.as_deref(), Some("1234"));
+        m.set(Key::Role, Raw::Text("coordinator"), &env).unwrap();
+        assert_eq!(m.config.role, Role::Coordinator);
+        m.set(Key::LeaveOnShutdown, Raw::Text("true"), &env).unwrap();
+        assert!(m.config.leave_on_shutdown);
+        m.set(Key::TargetVoters, Raw::Text("5"), &env).unwrap();
+        m.set(Key::VoterGraceMs, Raw::Text("60000"), &env).unwrap();
+        assert_eq!(m.config.cluster.target_voters, 5);
+        assert_eq!(m.config.cluster.voter_grace_ms, 60_000);
+        assert_eq!(m.origin(Key::Join), &env);
+        assert_eq!(m.origin(Key::DownAfterMs), &Origin::Default);
+
+        let file = Origin::File("/x.toml".into());
+        let array: toml::Value = toml::Value::Array(vec!["a:1".into(), "b:2".into()]);
+        m.set(Key::Join, Raw::Toml(&array), &file).unwrap();
+        assert_eq!(m.config.join, ["a:1", "b:2"]);
+        m.set(Key::Join, Raw::Toml(&"c:3,d:4".into()), &file).unwrap();
+        assert_eq!(m.config.join, ["c:3", "d:4"]);
+        m.set(Key::Join, Raw::Toml(&toml::Value::Array(Vec::new())), &file)
+            .unwrap();
+        assert_eq!(m.config.join, Vec::<String>::new());
+        m.set(Key::LeaveOnShutdown, Raw::Toml(&false.into()), &file)
+            .unwrap();
+        assert!(!m.config.leave_on_shutdown);
+        m.set(Key::Role, Raw::Toml(&"worker".into()), &file).unwrap();
+        assert_eq!(m.config.role, Role::Worker);
+        assert_eq!(m.origin(Key::Join), &file);
+    }
+
+    #[test]
+    fn comma_lists() {
+        assert_eq!(split_list("a:1"), ["a:1"]);
+        assert_eq!(split_list(" a:1 ,b:2 "), ["a:1", "b:2"]);
+        assert_eq!(split_list(""), Vec::<String>::new());
+        assert_eq!(split_list("  "), Vec::<String>::new());
+        assert_eq!(split_list("a:1,"), ["a:1", ""]);
+        assert_eq!(split_list("a:1,,b:2"), ["a:1", "", "b:2"]);
+    }
+
+    #[test]
+    fn cluster_keys_wrong_types() {
+        let mut m = merged();
+        let file = Origin::File("/x.toml".into());
+        let cases: [(Key, toml::Value, &str); 7] = [
+            (
+                Key::Join,
+                toml::Value::Integer(7071),
+                "/x.toml: key join: expected a list of HOST:PORT addresses (an array of strings or a \
+                 comma-separated string), got 7071",
+            ),
+            (
+                Key::Join,
+                toml::Value::Array(vec!["a:1".into(), toml::Value::Integer(2)]),
+                "/x.toml: key join: expected a list of HOST:PORT addresses (an array of strings or a \
+                 comma-separated string), got an array containing 2",
+            ),
+            (
+                Key::Role,
+                "boss".into(),
+                "/x.toml: key role: expected \"coordinator\" or \"worker\", got \"boss\"",
+            ),
+            (
+                Key::LeaveOnShutdown,
+                "yes".into(),
+                "/x.toml: key leave_on_shutdown: expected true or false, got \"yes\"",
+            ),
+            (
+                Key::TargetVoters,
+                toml::Value::Float(3.0),
+                "/x.toml: key cluster.target_voters: expected a non-negative integer, got 3.0",
+            ),
+            (
+                Key::Token,
+                toml::Value::Integer(918_273_645),
+                "/x.toml: key token: expected a string, got an integer (value not shown: the key is a \
+                 secret)",
+            ),
+            (
+                Key::Token,
+                toml::Value::Array(vec!["tok-Zq8vX3-array".into()]),
+                "/x.toml: key token: expected a string, got an array (value not shown: the key is a \
+                 secret)",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let err = m.set(key, Raw::Toml(&value), &file).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+        let cmdline = Origin::Cmdline;
+        let err = m.set(Key::LeaveOnShutdown, Raw::Text("1"), &cmdline).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel command line: key leave_on_shutdown: expected true or false, got \"1\""
+        );
+        let err = m.set(Key::Role, Raw::Text("Worker"), &cmdline).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel command line: key role: expected \"coordinator\" or \"worker\", got \"Worker\""
         );
         assert_eq!(m.config, Config::defaults(&[]));
     }

@@ -8,7 +8,7 @@
 //! 4. `<root>/etc/cortex/config.d/*.toml`, sorted by file name;
 //! 5. the file given with `--config` (it must exist);
 //! 6. the kernel command line, `cortex.KEY=VALUE` ([`cmdline`]);
-//! 7. the environment, `CORTEX_KEY=VALUE` ([`env`]);
+//! 7. the environment, `CORTEX_KEY=VALUE` ([`env`]; the key `token` is `CORTEX_JOIN_TOKEN`);
 //! 8. command-line flags ([`FlagOverrides`]).
 //!
 //! Missing files and directories are skipped. Unknown keys, wrong types and invalid values are
@@ -37,7 +37,7 @@ pub use flags::FlagOverrides;
 pub use model::{default_data_dir, Config};
 // Public API that the rest of the binary may not name yet (it reaches them through fields).
 #[allow(unused_imports)]
-pub use model::RaftConfig;
+pub use model::{ClusterConfig, RaftConfig, Role};
 #[allow(unused_imports)]
 pub use origin::Origin;
 pub use sources::Sources;

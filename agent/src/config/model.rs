@@ -1,10 +1,14 @@
 //! The configuration types and their built-in defaults.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// The effective configuration of the agent, after all layers are merged and validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` form shows `token` as `"<redacted>"`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Key `data_dir`: where the node keeps its state.
     pub data_dir: PathBuf,
@@ -16,8 +20,49 @@ pub struct Config {
     pub node_name: Option<String>,
     /// Key `log_level`: a level or an `EnvFilter`-like list of `target=level` directives.
     pub log_level: String,
+    /// Key `join`: coordinator gRPC addresses (`HOST:PORT`) to join the cluster through; empty
+    /// means "join nobody".
+    pub join: Vec<String>,
+    /// Key `token`: the join token. A secret: never printed (see [`Config::to_toml`]).
+    pub token: Option<String>,
+    /// Key `role`.
+    pub role: Role,
+    /// Key `leave_on_shutdown`: an agent that stops cleanly leaves the cluster.
+    pub leave_on_shutdown: bool,
     /// Table `[raft]`.
     pub raft: RaftConfig,
+    /// Table `[cluster]`.
+    pub cluster: ClusterConfig,
+}
+
+/// Key `role`: what this node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    Worker,
+}
+
+impl Role {
+    /// The spelling in configuration values: `"coordinator"` or `"worker"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    /// Accepts exactly the spellings of [`Role::as_str`].
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "coordinator" => Ok(Role::Coordinator),
+            "worker" => Ok(Role::Worker),
+            _ => Err(format!("unknown role {s:?} (expected coordinator or worker)")),
+        }
+    }
 }
 
 /// Table `[raft]`: consensus timing.
@@ -29,10 +74,27 @@ pub struct RaftConfig {
     pub snapshot_after_entries: u64,
 }
 
+/// Table `[cluster]`: membership and node liveness. `heartbeat_interval_ms` here is the node
+/// liveness heartbeat, not the Raft one (`raft.heartbeat_interval_ms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// How many voters the cluster keeps: 1, 3 or 5.
+    pub target_voters: u64,
+    pub heartbeat_interval_ms: u64,
+    /// A node without a heartbeat for this long is SUSPECT.
+    pub suspect_after_ms: u64,
+    /// A node without a heartbeat for this long is DOWN.
+    pub down_after_ms: u64,
+    /// How long a voter may stay DOWN before it is replaced.
+    pub voter_grace_ms: u64,
+}
+
 pub(crate) const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
 pub(crate) const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7071));
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 pub(crate) const FALLBACK_DATA_DIR: &str = "/var/lib/cortex";
+/// What `to_toml` and `Debug` print instead of the token.
+pub(crate) const REDACTED: &str = "<redacted>";
 
 impl Default for RaftConfig {
     fn default() -> Self {
@@ -41,6 +103,18 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_after_entries: 10_000,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            target_voters: 3,
+            heartbeat_interval_ms: 1000,
+            suspect_after_ms: 2000,
+            down_after_ms: 5000,
+            voter_grace_ms: 30_000,
         }
     }
 }
@@ -54,8 +128,45 @@ impl Config {
             grpc_addr: DEFAULT_GRPC_ADDR,
             node_name: None,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            join: Vec::new(),
+            token: None,
+            role: Role::Worker,
+            leave_on_shutdown: false,
             raft: RaftConfig::default(),
+            cluster: ClusterConfig::default(),
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let Config {
+            data_dir,
+            http_addr,
+            grpc_addr,
+            node_name,
+            log_level,
+            join,
+            token,
+            role,
+            leave_on_shutdown,
+            raft,
+            cluster,
+        } = self;
+        f.debug_struct("Config")
+            .field("data_dir", data_dir)
+            .field("http_addr", http_addr)
+            .field("grpc_addr", grpc_addr)
+            .field("node_name", node_name)
+            .field("log_level", log_level)
+            .field("join", join)
+            .field("token", &token.as_ref().map(|_| REDACTED))
+            .field("role", role)
+            .field("leave_on_shutdown", leave_on_shutdown)
+            .field("raft", raft)
+            .field("cluster", cluster)
+            .finish()
     }
 }
 
@@ -141,5 +252,50 @@ mod tests {
                 snapshot_after_entries: 10_000
             }
         );
+    }
+
+    #[test]
+    fn cluster_defaults() {
+        let cfg = Config::defaults(&[]);
+        assert_eq!(cfg.join, Vec::<String>::new());
+        assert_eq!(cfg.token, None);
+        assert_eq!(cfg.role, Role::Worker);
+        assert!(!cfg.leave_on_shutdown);
+        assert_eq!(
+            cfg.cluster,
+            ClusterConfig {
+                target_voters: 3,
+                heartbeat_interval_ms: 1000,
+                suspect_after_ms: 2000,
+                down_after_ms: 5000,
+                voter_grace_ms: 30_000
+            }
+        );
+        assert_eq!(ClusterConfig::default(), cfg.cluster);
+    }
+
+    #[test]
+    fn roles_spell_both_ways() {
+        for role in [Role::Coordinator, Role::Worker] {
+            assert_eq!(role.as_str().parse(), Ok(role));
+        }
+        assert_eq!(Role::Coordinator.as_str(), "coordinator");
+        assert_eq!(Role::Worker.as_str(), "worker");
+        assert_eq!(
+            "Worker".parse::<Role>(),
+            Err("unknown role \"Worker\" (expected coordinator or worker)".to_owned())
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let cfg = Config {
+            token: Some("tok-Zq8vX3-debug".to_owned()),
+            ..Config::defaults(&[])
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("tok-Zq8vX3-debug"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
+        assert!(format!("{:?}", Config::defaults(&[])).contains("token: None"));
     }
 }

@@ -11,15 +11,24 @@ pub(crate) enum Key {
     GrpcAddr,
     NodeName,
     LogLevel,
+    Join,
+    Token,
+    Role,
+    LeaveOnShutdown,
     HeartbeatIntervalMs,
     ElectionTimeoutMinMs,
     ElectionTimeoutMaxMs,
     SnapshotAfterEntries,
+    TargetVoters,
+    ClusterHeartbeatIntervalMs,
+    SuspectAfterMs,
+    DownAfterMs,
+    VoterGraceMs,
 }
 
 impl Key {
-    /// The number of keys; `SnapshotAfterEntries` must stay the last variant.
-    pub(crate) const COUNT: usize = Key::SnapshotAfterEntries as usize + 1;
+    /// The number of keys; `VoterGraceMs` must stay the last variant.
+    pub(crate) const COUNT: usize = Key::VoterGraceMs as usize + 1;
 
     /// The full dotted key path, as written in messages (`raft.heartbeat_interval_ms`).
     pub(crate) fn path(self) -> &'static str {
@@ -29,11 +38,25 @@ impl Key {
             Key::GrpcAddr => "grpc_addr",
             Key::NodeName => "node_name",
             Key::LogLevel => "log_level",
+            Key::Join => "join",
+            Key::Token => "token",
+            Key::Role => "role",
+            Key::LeaveOnShutdown => "leave_on_shutdown",
             Key::HeartbeatIntervalMs => "raft.heartbeat_interval_ms",
             Key::ElectionTimeoutMinMs => "raft.election_timeout_min_ms",
             Key::ElectionTimeoutMaxMs => "raft.election_timeout_max_ms",
             Key::SnapshotAfterEntries => "raft.snapshot_after_entries",
+            Key::TargetVoters => "cluster.target_voters",
+            Key::ClusterHeartbeatIntervalMs => "cluster.heartbeat_interval_ms",
+            Key::SuspectAfterMs => "cluster.suspect_after_ms",
+            Key::DownAfterMs => "cluster.down_after_ms",
+            Key::VoterGraceMs => "cluster.voter_grace_ms",
         }
+    }
+
+    /// Whether the value is a secret that no message or output may show.
+    pub(crate) fn is_secret(self) -> bool {
+        self == Key::Token
     }
 
     pub(crate) fn index(self) -> usize {
@@ -55,6 +78,17 @@ const RAFT: &[(&str, Node)] = &[
     ("snapshot_after_entries", Node::Leaf(Key::SnapshotAfterEntries)),
 ];
 
+const CLUSTER: &[(&str, Node)] = &[
+    ("target_voters", Node::Leaf(Key::TargetVoters)),
+    (
+        "heartbeat_interval_ms",
+        Node::Leaf(Key::ClusterHeartbeatIntervalMs),
+    ),
+    ("suspect_after_ms", Node::Leaf(Key::SuspectAfterMs)),
+    ("down_after_ms", Node::Leaf(Key::DownAfterMs)),
+    ("voter_grace_ms", Node::Leaf(Key::VoterGraceMs)),
+];
+
 /// The top-level table.
 pub(crate) const ROOT: &[(&str, Node)] = &[
     ("data_dir", Node::Leaf(Key::DataDir)),
@@ -62,7 +96,12 @@ pub(crate) const ROOT: &[(&str, Node)] = &[
     ("grpc_addr", Node::Leaf(Key::GrpcAddr)),
     ("node_name", Node::Leaf(Key::NodeName)),
     ("log_level", Node::Leaf(Key::LogLevel)),
+    ("join", Node::Leaf(Key::Join)),
+    ("token", Node::Leaf(Key::Token)),
+    ("role", Node::Leaf(Key::Role)),
+    ("leave_on_shutdown", Node::Leaf(Key::LeaveOnShutdown)),
     ("raft", Node::Table(RAFT)),
+    ("cluster", Node::Table(CLUSTER)),
 ];
 
 /// The outcome of looking up a dotted key path.
@@ -142,15 +181,25 @@ mod tests {
             Key::GrpcAddr,
             Key::NodeName,
             Key::LogLevel,
+            Key::Join,
+            Key::Token,
+            Key::Role,
+            Key::LeaveOnShutdown,
             Key::HeartbeatIntervalMs,
             Key::ElectionTimeoutMinMs,
             Key::ElectionTimeoutMaxMs,
             Key::SnapshotAfterEntries,
+            Key::TargetVoters,
+            Key::ClusterHeartbeatIntervalMs,
+            Key::SuspectAfterMs,
+            Key::DownAfterMs,
+            Key::VoterGraceMs,
         ];
         assert_eq!(all.len(), Key::COUNT);
         for (i, key) in all.iter().enumerate() {
             assert_eq!(key.index(), i);
             assert_eq!(resolve(key.path().split('.'), exact), Ok(Found::Leaf(*key)));
+            assert_eq!(key.is_secret(), *key == Key::Token);
         }
     }
 
@@ -167,13 +216,31 @@ mod tests {
         );
         assert_eq!(
             resolve(["nope"], exact),
-            Err("known keys: data_dir, http_addr, grpc_addr, node_name, log_level, raft".to_owned())
+            Err(
+                "known keys: data_dir, http_addr, grpc_addr, node_name, log_level, join, token, role, \
+                 leave_on_shutdown, raft, cluster"
+                    .to_owned()
+            )
+        );
+        assert_eq!(resolve(["cluster"], exact), Ok(Found::Table));
+        assert_eq!(
+            resolve(["cluster", "heartbeat"], exact),
+            Err(
+                "known keys in [cluster]: target_voters, heartbeat_interval_ms, suspect_after_ms, \
+                 down_after_ms, voter_grace_ms"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            resolve(["cluster", "heartbeat_interval_ms"], exact),
+            Ok(Found::Leaf(Key::ClusterHeartbeatIntervalMs))
         );
         assert_eq!(
             resolve(["http_addr", "port"], exact),
             Err("http_addr is not a table".to_owned())
         );
         assert_eq!(first_leaf_below("raft"), Some(Key::HeartbeatIntervalMs));
+        assert_eq!(first_leaf_below("cluster"), Some(Key::TargetVoters));
         assert_eq!(first_leaf_below("data_dir"), None);
     }
 }

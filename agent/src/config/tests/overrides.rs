@@ -65,7 +65,7 @@ fn cmdline_rejections() {
         (
             "cortex.nodename=x",
             "kernel command line: unknown key \"nodename\" (known keys: data_dir, http_addr, grpc_addr, \
-             node_name, log_level, raft)",
+             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster)",
         ),
         (
             "cortex.http_addr.port=1",
@@ -112,6 +112,10 @@ fn env_overrides_and_ignores_client_variables() {
     assert_eq!(cfg.raft.snapshot_after_entries, 42);
     assert_eq!(cfg.http_addr.to_string(), "0.0.0.0:80");
     assert_eq!(cfg.log_level, "info");
+    assert_eq!(
+        cfg.token, None,
+        "CORTEX_TOKEN is the client's bearer token, not the join token"
+    );
 }
 
 #[test]
@@ -120,13 +124,14 @@ fn env_rejections() {
         (
             ("CORTEX_BOGUS", "1"),
             "environment variable CORTEX_BOGUS: unknown key \"bogus\" (known keys: data_dir, http_addr, \
-             grpc_addr, node_name, log_level, raft)",
+             grpc_addr, node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster)",
         ),
         (
             ("CORTEX_RAFT_HEARTBEAT_INTERVAL_MS", "100"),
             "environment variable CORTEX_RAFT_HEARTBEAT_INTERVAL_MS: \
              unknown key \"raft_heartbeat_interval_ms\" (known keys: data_dir, http_addr, grpc_addr, \
-             node_name, log_level, raft; keys in [raft] are spelled CORTEX_RAFT__KEY)",
+             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster; \
+             keys in [raft] are spelled CORTEX_RAFT__KEY)",
         ),
         (
             ("CORTEX_RAFT__HEARTBEAT", "100"),

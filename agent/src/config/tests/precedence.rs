@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::super::RaftConfig;
+use super::super::{ClusterConfig, RaftConfig, Role};
 use super::*;
 
 /// The result of the four file layers of `root-good`.
@@ -13,17 +13,33 @@ fn files_only() -> Config {
         grpc_addr: "0.0.0.0:9090".parse().unwrap(), // etc/cortex/config.toml
         node_name: Some("etc-d".to_owned()),        // etc/cortex/config.d/50-x.toml
         log_level: "debug".to_owned(),              // usr/lib 10-defaults.toml
+        // etc/cortex/config.d/50-x.toml (a string) replaces the array of usr/lib 10-defaults.toml.
+        join: vec!["coord-a:7071".to_owned(), "coord-b:7071".to_owned()],
+        token: None,
+        role: Role::Coordinator, // etc/cortex/config.toml
+        leave_on_shutdown: true, // usr/lib 10-defaults.toml
         raft: RaftConfig {
             heartbeat_interval_ms: 100,    // usr/lib 10-defaults.toml
             election_timeout_min_ms: 1500, // etc/cortex/config.toml
             election_timeout_max_ms: 3000, // etc/cortex/config.d/50-x.toml
             snapshot_after_entries: 600,   // usr/lib 20-vendor.toml over 10-defaults.toml
         },
+        cluster: ClusterConfig {
+            target_voters: 5,           // usr/lib 20-vendor.toml
+            heartbeat_interval_ms: 500, // usr/lib 10-defaults.toml
+            suspect_after_ms: 1500,     // usr/lib 10-defaults.toml
+            down_after_ms: 4000,        // etc/cortex/config.toml
+            voter_grace_ms: 4000,       // etc/cortex/config.d/50-x.toml
+        },
     }
 }
 
 const CMDLINE: &str = "BOOT_IMAGE=/vmlinuz root=/dev/sda1 cortex.node_name=cmdline \
-                       cortex.data_dir=\"/srv/my data\" cortex.raft.heartbeat_interval_ms=200 quiet\n";
+                       cortex.data_dir=\"/srv/my data\" cortex.raft.heartbeat_interval_ms=200 quiet \
+                       cortex.join=10.9.0.1:7071,10.9.0.2:7071 cortex.cluster.suspect_after_ms=1800\n";
+
+/// The distinctive join token of the environment layer.
+const ENV_TOKEN: &str = "tok-Zq8vX3-layered-env";
 
 #[test]
 fn without_any_layer_the_defaults_apply() {
@@ -64,6 +80,8 @@ fn through_cmdline() -> Config {
         ..files_only()
     };
     want.raft.heartbeat_interval_ms = 200;
+    want.join = vec!["10.9.0.1:7071".to_owned(), "10.9.0.2:7071".to_owned()];
+    want.cluster.suspect_after_ms = 1800;
     want
 }
 
@@ -81,7 +99,23 @@ fn layered_env() -> Vec<(String, String)> {
         ("CORTEX_SERVER", "http://10.0.0.1:7070"),
         ("CORTEX_NODE_NAME", "env"),
         ("CORTEX_RAFT__ELECTION_TIMEOUT_MAX_MS", "4000"),
+        ("CORTEX_ROLE", "worker"),
+        ("CORTEX_CLUSTER__TARGET_VOTERS", "1"),
+        ("CORTEX_JOIN_TOKEN", ENV_TOKEN),
     ])
+}
+
+/// `through_cmdline` with the settings of `layered_env`.
+fn through_env() -> Config {
+    let mut want = Config {
+        node_name: Some("env".to_owned()),
+        token: Some(ENV_TOKEN.to_owned()),
+        role: Role::Worker,
+        ..through_cmdline()
+    };
+    want.raft.election_timeout_max_ms = 4000;
+    want.cluster.target_voters = 1;
+    want
 }
 
 #[test]
@@ -89,12 +123,7 @@ fn env_overrides_cmdline() {
     let mut s = sources("root-good");
     s.cmdline = Some(CMDLINE.to_owned());
     s.env = layered_env();
-    let mut want = Config {
-        node_name: Some("env".to_owned()),
-        ..through_cmdline()
-    };
-    want.raft.election_timeout_max_ms = 4000;
-    assert_eq!(load_ok(&s, &config_flag("extra.toml")), want);
+    assert_eq!(load_ok(&s, &config_flag("extra.toml")), through_env());
 }
 
 #[test]
@@ -108,23 +137,28 @@ fn flags_override_everything() {
         log_level: Some("info,cortex=trace".to_owned()),
         ..config_flag("extra.toml")
     };
-    let mut want = Config {
+    let want = Config {
         node_name: Some("flag".to_owned()),
         http_addr: "127.0.0.1:1234".parse().unwrap(),
         log_level: "info,cortex=trace".to_owned(),
-        ..through_cmdline()
+        ..through_env()
     };
-    want.raft.election_timeout_max_ms = 4000;
     assert_eq!(load_ok(&s, &flags), want);
 
     let all = FlagOverrides {
         data_dir: Some(PathBuf::from("/flag/dir")),
         grpc_addr: Some("[::1]:9999".parse().unwrap()),
+        join: Some(vec!["[fd00::9]:7071".to_owned()]),
+        token: Some("tok-Zq8vX3-flag".to_owned()),
+        role: Some(Role::Coordinator),
         ..flags
     };
     let want = Config {
         data_dir: PathBuf::from("/flag/dir"),
         grpc_addr: "[::1]:9999".parse().unwrap(),
+        join: vec!["[fd00::9]:7071".to_owned()],
+        token: Some("tok-Zq8vX3-flag".to_owned()),
+        role: Role::Coordinator,
         ..want
     };
     assert_eq!(load_ok(&s, &all), want);

@@ -23,8 +23,8 @@ fn unknown_key_names_file_and_key_path() {
     assert_eq!(
         bad("unknown-table.toml"),
         format!(
-            "{}: unknown key \"cluster\" \
-             (known keys: data_dir, http_addr, grpc_addr, node_name, log_level, raft)",
+            "{}: unknown key \"gossip\" (known keys: data_dir, http_addr, grpc_addr, node_name, \
+             log_level, join, token, role, leave_on_shutdown, raft, cluster)",
             path("bad/unknown-table.toml")
         )
     );
