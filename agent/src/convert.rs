@@ -16,20 +16,23 @@ pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
         registered_at_ms: n.registered_at_ms,
         updated_at_ms: n.updated_at_ms,
         inventory_json: serde_json::to_string(&n.inventory).unwrap_or_else(|_| "{}".into()),
+        join_json: n.join.as_ref().and_then(|j| serde_json::to_string(j).ok()).unwrap_or_default(),
+        has_certificate: n.cert_pem.is_some(),
     }
 }
 
 /// Decodes a node from the wire; a field the server filled wrongly is an error naming it.
 pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
-    let role = match n.role.as_str() {
-        "coordinator" => NodeRole::Coordinator,
-        "worker" => NodeRole::Worker,
-        other => return Err(format!("node {}: unknown role {other:?}", n.id)),
-    };
+    let role = parse_role(&n.role).ok_or_else(|| format!("node {}: unknown role {:?}", n.id, n.role))?;
     let state: NodeState = serde_json::from_value(serde_json::Value::String(n.state.clone()))
         .map_err(|_| format!("node {}: unknown state {:?}", n.id, n.state))?;
     let inventory = serde_json::from_str(&n.inventory_json)
         .map_err(|e| format!("node {}: inventory_json is not valid: {e}", n.id))?;
+    let join = if n.join_json.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(&n.join_json).map_err(|e| format!("node {}: join_json is not valid: {e}", n.id))?)
+    };
     Ok(NodeRecord {
         id: n.id,
         name: n.name,
@@ -41,7 +44,32 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
         inventory,
         registered_at_ms: n.registered_at_ms,
         updated_at_ms: n.updated_at_ms,
+        join,
+        // The certificate itself is not sent to clients; they see whether there is one.
+        cert_pem: n.has_certificate.then(String::new),
     })
+}
+
+pub fn parse_role(s: &str) -> Option<NodeRole> {
+    match s {
+        "coordinator" => Some(NodeRole::Coordinator),
+        "worker" => Some(NodeRole::Worker),
+        _ => None,
+    }
+}
+
+pub fn token_to_pb(t: &cortex_model::token::TokenRecord) -> pb::Token {
+    pb::Token {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        kind: t.kind.as_str().to_string(),
+        scope: t.scope.as_str().to_string(),
+        created_at_ms: t.created_at_ms,
+        expires_at_ms: t.expires_at_ms,
+        revoked: t.revoked,
+        uses_left: t.uses_left,
+        auto_approve: t.auto_approve,
+    }
 }
 
 pub fn status_to_pb(s: &ClusterStatus) -> pb::ClusterStatus {
@@ -105,6 +133,8 @@ mod tests {
             inventory: Default::default(),
             registered_at_ms: 1,
             updated_at_ms: 2,
+            join: None,
+            cert_pem: None,
         };
         n.labels.insert("zone".into(), "a".into());
         n.inventory.hostname = "alpha".into();
@@ -124,6 +154,8 @@ mod tests {
             inventory: Default::default(),
             registered_at_ms: 0,
             updated_at_ms: 0,
+            join: None,
+            cert_pem: None,
         });
         p.state = "sleepy".into();
         assert_eq!(

@@ -4,6 +4,7 @@
 //! (see `exit.rs` and docs/ARCHITECTURE.md, "Exit codes").
 
 mod api;
+mod agent;
 mod cli;
 mod client;
 mod config;

@@ -24,6 +24,12 @@ impl RaftService {
     }
 }
 
+/// The verified peer's node id and role, if it presented a node certificate.
+pub fn peer_node<T>(req: &Request<T>) -> Option<(u64, String)> {
+    let certs = req.peer_certs()?;
+    node_identity_from_cert_der(certs.first()?.as_ref())
+}
+
 /// The verified peer's node id, if it is a coordinator.
 pub fn require_coordinator<T>(req: &Request<T>) -> Result<u64, Status> {
     let certs = req

@@ -32,6 +32,7 @@ pub mod gpu;
 pub mod memory;
 pub mod nics;
 pub mod os;
+pub mod resources;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

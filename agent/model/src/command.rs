@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeRecord, NodeRegistration};
+use crate::node::{JoinInfo, NodeRecord, NodeRegistration, NodeState};
 use crate::token::TokenRecord;
 use crate::{NodeId, UnixMillis};
 
@@ -37,6 +37,35 @@ pub enum Command {
     CreateToken {
         token: TokenRecord,
     },
+    /// A machine asks to join (or asks again). Creates a PENDING node, consuming one use of
+    /// the join token, or refreshes a pending node's details.
+    RequestJoin {
+        node: Box<NodeRegistration>,
+        join: JoinInfo,
+        at_ms: UnixMillis,
+    },
+    /// A person approved a pending node; `cert_pem` was signed by the CA before proposing.
+    ApproveNode {
+        node_id: NodeId,
+        cert_pem: String,
+        at_ms: UnixMillis,
+    },
+    RejectNode {
+        node_id: NodeId,
+        reason: String,
+        at_ms: UnixMillis,
+    },
+    /// Liveness and lifecycle changes: READY ⇄ SUSPECT ⇄ DOWN, DRAINING, LEFT.
+    SetNodeState {
+        node_id: NodeId,
+        state: NodeState,
+        reason: String,
+        at_ms: UnixMillis,
+    },
+    RemoveNode {
+        node_id: NodeId,
+        at_ms: UnixMillis,
+    },
     RevokeToken {
         id: String,
         at_ms: UnixMillis,
@@ -51,6 +80,11 @@ impl Command {
             Command::RegisterNode { .. } => "register_node",
             Command::SetLabels { .. } => "set_labels",
             Command::CreateToken { .. } => "create_token",
+            Command::RequestJoin { .. } => "request_join",
+            Command::ApproveNode { .. } => "approve_node",
+            Command::RejectNode { .. } => "reject_node",
+            Command::SetNodeState { .. } => "set_node_state",
+            Command::RemoveNode { .. } => "remove_node",
             Command::RevokeToken { .. } => "revoke_token",
         }
     }

@@ -12,6 +12,7 @@ use crate::{NodeId, UnixMillis};
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Pending,
+    Rejected,
     Ready,
     Suspect,
     Down,
@@ -23,6 +24,7 @@ impl NodeState {
     pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Pending => "pending",
+            NodeState::Rejected => "rejected",
             NodeState::Ready => "ready",
             NodeState::Suspect => "suspect",
             NodeState::Down => "down",
@@ -76,6 +78,36 @@ pub struct NodeRecord {
     pub inventory: Inventory,
     pub registered_at_ms: UnixMillis,
     pub updated_at_ms: UnixMillis,
+    /// Join details, kept so an approver can match the request to a machine.
+    #[serde(default)]
+    pub join: Option<JoinInfo>,
+    /// The node's certificate once approved (public).
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+}
+
+/// How a node asked to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInfo {
+    /// The node's certificate request (public key); signed on approval.
+    pub csr_pem: String,
+    /// Short code the node prints on its console.
+    pub verification_code: String,
+    /// The join token used (its public id), if any.
+    pub token_id: Option<String>,
+    /// Why it was rejected, if it was.
+    pub reject_reason: Option<String>,
+}
+
+/// Live resources a node reports with each heartbeat (kept in memory, not in Raft).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub load_1m: f64,
+    pub cpu_usage_percent: f32,
+    pub memory_available_bytes: u64,
+    pub disk_free_bytes: u64,
+    /// Per-GPU utilisation in percent (empty without NVIDIA GPUs).
+    pub gpu_utilization_percent: Vec<u32>,
 }
 
 /// Rules for label keys and values, checked before a command is proposed and again in apply.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Outcome};
-use crate::node::{validate_label, NodeRecord, NodeState};
-use crate::token::{Scope, TokenRecord, TokenRejection};
+use crate::node::{validate_label, JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::token::{Scope, TokenKind, TokenRecord, TokenRejection};
 use crate::{NodeId, UnixMillis};
 
 /// How many events the state keeps; older ones are dropped (their count is kept).
@@ -77,6 +77,8 @@ impl ClusterState {
                             inventory: node.inventory.clone(),
                             registered_at_ms: *at_ms,
                             updated_at_ms: *at_ms,
+                            join: None,
+                            cert_pem: None,
                         };
                         self.nodes.insert(node.id, record.clone());
                         record
@@ -144,6 +146,76 @@ impl ClusterState {
                 );
                 Outcome::Done
             }
+            Command::RequestJoin { node, join, at_ms } => self.request_join(node, join, *at_ms),
+            Command::ApproveNode { node_id, cert_pem, at_ms } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                };
+                if n.state != NodeState::Pending {
+                    return Outcome::Rejected {
+                        reason: format!("node {} is {}, only a pending node can be approved", n.name, n.state.as_str()),
+                    };
+                }
+                n.state = NodeState::Ready;
+                n.cert_pem = Some(cert_pem.clone());
+                n.updated_at_ms = *at_ms;
+                let (name, record) = (n.name.clone(), n.clone());
+                self.event(*at_ms, Some(*node_id), "node_approved", format!("node {name} ({node_id}) approved"));
+                Outcome::Node { node: Box::new(record) }
+            }
+            Command::RejectNode { node_id, reason, at_ms } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                };
+                if n.state != NodeState::Pending {
+                    return Outcome::Rejected {
+                        reason: format!(
+                            "node {} is {}, only a pending node can be rejected (use `cortex node remove`)",
+                            n.name,
+                            n.state.as_str()
+                        ),
+                    };
+                }
+                n.state = NodeState::Rejected;
+                if let Some(j) = n.join.as_mut() {
+                    j.reject_reason = Some(reason.clone());
+                }
+                n.updated_at_ms = *at_ms;
+                let (name, record) = (n.name.clone(), n.clone());
+                self.event(*at_ms, Some(*node_id), "node_rejected", format!("node {name} ({node_id}) rejected: {reason}"));
+                Outcome::Node { node: Box::new(record) }
+            }
+            Command::SetNodeState { node_id, state, reason, at_ms } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                };
+                if matches!(n.state, NodeState::Pending | NodeState::Rejected) {
+                    return Outcome::Rejected {
+                        reason: format!("node {} is {} and has not joined", n.name, n.state.as_str()),
+                    };
+                }
+                if n.state == *state {
+                    return Outcome::Node { node: Box::new(n.clone()) };
+                }
+                let from = n.state;
+                n.state = *state;
+                n.updated_at_ms = *at_ms;
+                let (name, record) = (n.name.clone(), n.clone());
+                self.event(
+                    *at_ms,
+                    Some(*node_id),
+                    &format!("node_{}", state.as_str()),
+                    format!("node {name} ({node_id}): {} → {} ({reason})", from.as_str(), state.as_str()),
+                );
+                Outcome::Node { node: Box::new(record) }
+            }
+            Command::RemoveNode { node_id, at_ms } => {
+                let Some(n) = self.nodes.remove(node_id) else {
+                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                };
+                self.event(*at_ms, Some(*node_id), "node_removed", format!("node {} ({node_id}) removed", n.name));
+                Outcome::Done
+            }
             Command::RevokeToken { id, at_ms } => {
                 let Some(token) = self.tokens.get_mut(id) else {
                     return Outcome::Rejected {
@@ -157,6 +229,83 @@ impl ClusterState {
         }
     }
 
+    fn request_join(&mut self, node: &NodeRegistration, join: &JoinInfo, at_ms: UnixMillis) -> Outcome {
+        if let Some(existing) = self.nodes.get_mut(&node.id) {
+            let same_key = existing.join.as_ref().is_some_and(|j| j.csr_pem == join.csr_pem);
+            return match existing.state {
+                NodeState::Pending => {
+                    // A pending node may restart with a new key or new inventory: refresh it.
+                    existing.name = node.name.clone();
+                    existing.role = node.role;
+                    existing.grpc_addr = node.grpc_addr.clone();
+                    existing.http_addr = node.http_addr.clone();
+                    existing.inventory = node.inventory.clone();
+                    existing.join = Some(join.clone());
+                    existing.updated_at_ms = at_ms;
+                    Outcome::Node { node: Box::new(existing.clone()) }
+                }
+                _ if same_key => Outcome::Node { node: Box::new(existing.clone()) },
+                _ => Outcome::Rejected {
+                    reason: format!(
+                        "node id {} is already {} with a different key; a new machine needs a new data dir",
+                        node.id,
+                        existing.state.as_str()
+                    ),
+                },
+            };
+        }
+        if let Some(token_id) = &join.token_id {
+            match self.tokens.get_mut(token_id) {
+                None => return Outcome::Rejected { reason: format!("unknown join token {token_id:?}") },
+                Some(t) if t.kind != TokenKind::Join => {
+                    return Outcome::Rejected { reason: format!("token {token_id:?} is not a join token") }
+                }
+                Some(t) if t.revoked => {
+                    return Outcome::Rejected { reason: format!("join token {token_id:?} has been revoked") }
+                }
+                Some(t) if t.expires_at_ms.is_some_and(|e| at_ms >= e) => {
+                    return Outcome::Rejected { reason: format!("join token {token_id:?} has expired") }
+                }
+                Some(t) if t.uses_left == Some(0) => {
+                    return Outcome::Rejected { reason: format!("join token {token_id:?} has no uses left") }
+                }
+                Some(t) => {
+                    if let Some(n) = t.uses_left.as_mut() {
+                        *n -= 1;
+                    }
+                }
+            }
+        }
+        let record = NodeRecord {
+            id: node.id,
+            name: node.name.clone(),
+            role: node.role,
+            state: NodeState::Pending,
+            grpc_addr: node.grpc_addr.clone(),
+            http_addr: node.http_addr.clone(),
+            labels: BTreeMap::new(),
+            inventory: node.inventory.clone(),
+            registered_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            join: Some(join.clone()),
+            cert_pem: None,
+        };
+        self.nodes.insert(node.id, record.clone());
+        self.event(
+            at_ms,
+            Some(node.id),
+            "node_pending",
+            format!(
+                "node {} ({}) asks to join as {} (code {})",
+                node.name,
+                node.id,
+                node.role.as_str(),
+                join.verification_code
+            ),
+        );
+        Outcome::Node { node: Box::new(record) }
+    }
+
     /// Checks a presented token (given as its SHA-256 hex digest) at time `now_ms`.
     /// Called by request handlers, not by apply.
     pub fn authorize(
@@ -165,11 +314,10 @@ impl ClusterState {
         need: Scope,
         now_ms: UnixMillis,
     ) -> Result<&TokenRecord, TokenRejection> {
-        let token = self
-            .tokens
-            .values()
-            .find(|t| t.sha256 == sha256_hex)
-            .ok_or(TokenRejection::Unknown)?;
+        let token = self.find_token(sha256_hex)?;
+        if token.kind != TokenKind::Api {
+            return Err(TokenRejection::WrongKind { id: token.id.clone(), kind: token.kind });
+        }
         if token.revoked {
             return Err(TokenRejection::Revoked { id: token.id.clone() });
         }
@@ -184,6 +332,28 @@ impl ClusterState {
             });
         }
         Ok(token)
+    }
+
+    /// A join token by digest, if it may be used at `now_ms`.
+    pub fn join_token(&self, sha256_hex: &str, now_ms: UnixMillis) -> Result<&TokenRecord, TokenRejection> {
+        let token = self.find_token(sha256_hex)?;
+        if token.kind != TokenKind::Join {
+            return Err(TokenRejection::WrongKind { id: token.id.clone(), kind: token.kind });
+        }
+        if token.revoked {
+            return Err(TokenRejection::Revoked { id: token.id.clone() });
+        }
+        if token.expires_at_ms.is_some_and(|exp| now_ms >= exp) {
+            return Err(TokenRejection::Expired { id: token.id.clone() });
+        }
+        if token.uses_left == Some(0) {
+            return Err(TokenRejection::UsedUp { id: token.id.clone() });
+        }
+        Ok(token)
+    }
+
+    fn find_token(&self, sha256_hex: &str) -> Result<&TokenRecord, TokenRejection> {
+        self.tokens.values().find(|t| t.sha256 == sha256_hex).ok_or(TokenRejection::Unknown)
     }
 
     /// Finds a node by numeric id or by (unique) name.
@@ -305,6 +475,9 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: Some(100),
             revoked: false,
+            kind: TokenKind::Api,
+            uses_left: None,
+            auto_approve: false,
         };
         s.apply(&Command::CreateToken { token });
         assert!(s.authorize("abc", Scope::Read, 50).is_ok());

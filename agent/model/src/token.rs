@@ -39,6 +39,26 @@ impl Scope {
     }
 }
 
+/// What a token is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A bearer token for the API, MCP and the status page.
+    #[default]
+    Api,
+    /// Lets a machine ask to join (it still needs an approval unless `auto_approve`).
+    Join,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Api => "api",
+            TokenKind::Join => "join",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Public identifier (shown in listings; not secret).
@@ -50,6 +70,14 @@ pub struct TokenRecord {
     pub created_at_ms: UnixMillis,
     pub expires_at_ms: Option<UnixMillis>,
     pub revoked: bool,
+    #[serde(default)]
+    pub kind: TokenKind,
+    /// Join tokens: joins left (`None` = unlimited).
+    #[serde(default)]
+    pub uses_left: Option<u32>,
+    /// Join tokens: approve joiners without a person (explicit opt-in).
+    #[serde(default)]
+    pub auto_approve: bool,
 }
 
 /// Why a presented token was not accepted.
@@ -61,6 +89,10 @@ pub enum TokenRejection {
     Expired { id: String },
     #[error("token {id:?} has been revoked")]
     Revoked { id: String },
+    #[error("token {id:?} is a {kind} token and cannot be used here", kind = kind.as_str())]
+    WrongKind { id: String, kind: TokenKind },
+    #[error("join token {id:?} has no uses left")]
+    UsedUp { id: String },
     #[error("token {id:?} has scope {have}, this needs {need}", have = have.as_str(), need = need.as_str())]
     InsufficientScope { id: String, have: Scope, need: Scope },
 }

@@ -4,21 +4,30 @@
 
 mod auth;
 mod error;
+mod forward;
+mod join;
+mod liveness;
 mod status;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use cortex_cluster::pki::ClusterCa;
 use cortex_cluster::{CortexRaft, StateMachineStore};
+use tonic::transport::ClientTlsConfig;
 use cortex_model::command::{Command, Outcome};
-use cortex_model::node::{validate_label, NodeRecord};
+use cortex_model::node::{validate_label, NodeRecord, NodeState};
 use cortex_model::token::Scope;
 use cortex_model::{NodeId, UnixMillis};
 use openraft::error::{ClientWriteError, RaftError};
 
 pub use auth::{generate_token, sha256_hex, Caller};
 pub use error::ApiError;
+pub use join::JoinInput;
+pub use liveness::Liveness;
+pub use tokens::{JoinToken, NewToken};
 
 #[derive(Clone)]
 pub struct NodeApi {
@@ -30,7 +39,25 @@ struct Inner {
     sm: StateMachineStore,
     node_id: NodeId,
     node_name: String,
+    grpc_addr: String,
     started: Instant,
+    /// The CA with its key (coordinators): signs approved nodes' certificates.
+    ca: ClusterCa,
+    /// This node's client identity for node-to-node calls (forwarding).
+    node_tls: ClientTlsConfig,
+    liveness: Liveness,
+    join_limiter: join::RateLimiter,
+}
+
+/// Everything a `NodeApi` is built from.
+pub struct NodeApiParts {
+    pub raft: CortexRaft,
+    pub sm: StateMachineStore,
+    pub node_id: NodeId,
+    pub node_name: String,
+    pub grpc_addr: String,
+    pub ca: ClusterCa,
+    pub node_tls: ClientTlsConfig,
 }
 
 pub fn now_ms() -> UnixMillis {
@@ -41,15 +68,97 @@ pub fn now_ms() -> UnixMillis {
 }
 
 impl NodeApi {
-    pub fn new(raft: CortexRaft, sm: StateMachineStore, node_id: NodeId, node_name: String) -> Self {
+    pub fn new(p: NodeApiParts) -> Self {
         NodeApi {
             inner: Arc::new(Inner {
-                raft,
-                sm,
-                node_id,
-                node_name,
+                raft: p.raft,
+                sm: p.sm,
+                node_id: p.node_id,
+                node_name: p.node_name,
+                grpc_addr: p.grpc_addr,
                 started: Instant::now(),
+                ca: p.ca,
+                node_tls: p.node_tls,
+                liveness: Liveness::default(),
+                join_limiter: join::RateLimiter::default(),
             }),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// The Raft leader's id and gRPC address, as this node knows them.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let addr = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        (m.current_leader, addr)
+    }
+
+    pub fn liveness(&self) -> &Liveness {
+        &self.inner.liveness
+    }
+
+    /// Recent events after `after_seq`, oldest first, at most `limit`.
+    pub fn events(&self, after_seq: u64, limit: usize) -> Vec<cortex_model::state::Event> {
+        let state = self.inner.sm.state();
+        state.events.iter().filter(|e| e.seq > after_seq).take(limit).cloned().collect()
+    }
+
+    /// gRPC addresses of the coordinators that are READY (for heartbeats and failover).
+    pub fn coordinator_addrs(&self) -> Vec<String> {
+        let state = self.inner.sm.state();
+        let mut addrs: Vec<String> = state
+            .nodes
+            .values()
+            .filter(|n| n.role == cortex_model::node::NodeRole::Coordinator)
+            .filter(|n| matches!(n.state, NodeState::Ready | NodeState::Suspect))
+            .map(|n| n.grpc_addr.clone())
+            .collect();
+        if addrs.is_empty() {
+            addrs.push(self.inner.grpc_addr.clone());
+        }
+        addrs
+    }
+
+    /// Approves a pending node: the CA signs its certificate request, then the approval is
+    /// replicated. Needs scope `operate`.
+    pub async fn approve_node(&self, caller: &Caller, key: &str) -> Result<NodeRecord, ApiError> {
+        caller.require(Scope::Operate)?;
+        let node = self.get_node(key)?;
+        self.approve_pending(&node).await
+    }
+
+    pub(crate) async fn approve_pending(&self, node: &NodeRecord) -> Result<NodeRecord, ApiError> {
+        if node.state != NodeState::Pending {
+            return Err(ApiError::Rejected(format!(
+                "node {} is {}, only a pending node can be approved",
+                node.name,
+                node.state.as_str()
+            )));
+        }
+        let csr = node.join.as_ref().map(|j| j.csr_pem.clone()).unwrap_or_default();
+        let cert_pem = self
+            .inner
+            .ca
+            .sign_node(&csr, node.id, node.role.as_str())
+            .map_err(|e| ApiError::Rejected(format!("cannot sign node {}'s certificate: {e}", node.name)))?;
+        let out = self.write(Command::ApproveNode { node_id: node.id, cert_pem, at_ms: now_ms() }).await?;
+        match out {
+            Outcome::Node { node } => Ok(*node),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Rejects a pending node; it is told on its next poll and stops asking.
+    pub async fn reject_node(&self, caller: &Caller, key: &str, reason: &str) -> Result<NodeRecord, ApiError> {
+        caller.require(Scope::Operate)?;
+        let node = self.get_node(key)?;
+        let reason = if reason.trim().is_empty() { "rejected by an operator".to_string() } else { reason.to_string() };
+        match self.write(Command::RejectNode { node_id: node.id, reason, at_ms: now_ms() }).await? {
+            Outcome::Node { node } => Ok(*node),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
         }
     }
 
@@ -70,7 +179,17 @@ impl NodeApi {
         let state = self.inner.sm.state();
         match state.find_node(key) {
             Some(n) => Ok(n.clone()),
-            None => Err(ApiError::node_not_found(key, state.nodes.values())),
+            None => {
+                let same_name: Vec<String> =
+                    state.nodes.values().filter(|n| n.name == key).map(|n| n.id.to_string()).collect();
+                if same_name.len() > 1 {
+                    return Err(ApiError::NotFound(format!(
+                        "the name {key:?} is ambiguous: nodes {} share it; use the id",
+                        same_name.join(", ")
+                    )));
+                }
+                Err(ApiError::node_not_found(key, state.nodes.values()))
+            }
         }
     }
 
@@ -114,23 +233,30 @@ impl NodeApi {
     }
 
     /// Proposes a command through Raft and waits until it is committed and applied here.
+    /// On a follower the command is forwarded to the leader, so callers never see
+    /// "not leader".
     pub async fn write(&self, cmd: Command) -> Result<Outcome, ApiError> {
+        let cmd_copy = cmd.clone();
+        self.write_local(cmd, Some(cmd_copy)).await
+    }
+
+    /// Proposes locally; forwards to the leader only when `forward` carries the command.
+    pub(crate) async fn write_local(&self, cmd: Command, forward: Option<Command>) -> Result<Outcome, ApiError> {
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => match resp.data {
                 Outcome::Rejected { reason } => Err(ApiError::Rejected(reason)),
                 other => Ok(other),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ApiError::Unavailable(match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) => {
-                        format!(
-                            "this node is not the Raft leader; the leader is node {id} at {}",
-                            node.addr
-                        )
-                    }
-                    _ => "this node is not the Raft leader and no leader is known yet; retry shortly".into(),
-                }))
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_node, forward) {
+                (Some(leader), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &leader.addr, &cmd).await,
+                (Some(leader), None) => Err(ApiError::Unavailable(format!(
+                    "this node is not the Raft leader either; the leader is at {}",
+                    leader.addr
+                ))),
+                (None, _) => Err(ApiError::Unavailable(
+                    "no Raft leader is known right now (an election may be in progress); retry shortly".into(),
+                )),
+            },
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(ApiError::Internal(format!("membership change refused: {e}")))
             }

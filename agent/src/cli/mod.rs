@@ -1,7 +1,10 @@
 //! Command-line surface: argument definitions and dispatch.
 
+mod events;
 mod node;
+mod token;
 mod output;
+mod pxe;
 mod status;
 mod writes;
 
@@ -40,10 +43,34 @@ pub enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Run this machine as a cluster node: join through a coordinator with a join token, wait
+    /// for approval, then heartbeat (and, as a coordinator, take part in Raft).
+    Agent(UpArgs),
+    /// Create, list and revoke API and join tokens.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
+    /// The cluster's event timeline (joins, approvals, state changes).
+    Events {
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the effective configuration (all layers merged) without starting anything.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Network boot: serve iPXE, kernel and initrd over TFTP and HTTP (see docs/boot.md).
+    Pxe {
+        #[command(subcommand)]
+        command: pxe::PxeCommand,
     },
     /// Load generators for benchmarks (see scripts/bench-foundation.sh).
     #[command(hide = true)]
@@ -61,6 +88,23 @@ pub enum NodeCommand {
     Show {
         /// Node id or name.
         node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a pending node (its certificate is signed and it becomes READY). Needs scope operate.
+    Approve {
+        /// Node id or name.
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject a pending node; it is told and stops asking. Needs scope operate.
+    Reject {
+        /// Node id or name.
+        node: String,
+        /// Why (shown to the node).
+        #[arg(long, default_value = "")]
+        reason: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -102,6 +146,16 @@ pub struct UpArgs {
     /// An extra config file, applied after /etc/cortex.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// `cortex agent`: coordinator gRPC address(es) to join through (default: those in the token).
+    #[arg(long, value_name = "IP:PORT", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// `cortex agent`: the join token (`cortex token create`). Prefer config or CORTEX_JOIN_TOKEN:
+    /// a flag shows up in `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// `cortex agent`: coordinator (Raft voter) or worker.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<crate::config::Role>,
 }
 
 impl UpArgs {
@@ -113,7 +167,9 @@ impl UpArgs {
             node_name: self.node_name.clone(),
             log_level: self.log_level.clone(),
             config_file: self.config.clone(),
-            ..Default::default()
+            join: (!self.join.is_empty()).then(|| self.join.clone()),
+            token: self.token.clone(),
+            role: self.role,
         }
     }
 }
@@ -122,6 +178,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = cli.output;
     match cli.command {
         Command::Up(args) => {
+            if !args.join.is_empty() || args.token.is_some() || args.role.is_some() {
+                anyhow::bail!("`cortex up` creates a cluster; to join one, run `cortex agent --join ADDR --token T`");
+            }
             let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
             crate::daemon::up(config, out).await?;
         }
@@ -142,8 +201,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NodeCommand::List(client) => node::list(&client, out).await?,
             NodeCommand::Show { node, client } => node::show(&client, &node, out).await?,
             NodeCommand::Label { node, labels, client } => node::label(&client, &node, &labels, out).await?,
+            NodeCommand::Approve { node, client } => node::approve(&client, &node, out).await?,
+            NodeCommand::Reject { node, reason, client } => node::reject(&client, &node, &reason, out).await?,
         },
         Command::Loadgen { command } => writes::run(command, out).await?,
+        Command::Agent(args) => {
+            let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
+            crate::agent::run(config, out).await?;
+        }
+        Command::Token { command } => token::run(command, out).await?,
+        Command::Events { after, limit, client } => events::run(&client, after, limit, out).await?,
+        Command::Pxe { command } => pxe::run(command, out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use cortex_model::node::NodeRecord;
-use cortex_proto::v1::{GetNodeRequest, ListNodesRequest, SetNodeLabelsRequest};
+use cortex_proto::v1::{GetNodeRequest, ListNodesRequest, NodeDecisionRequest, SetNodeLabelsRequest};
 
 use super::output::{self, Output};
 use crate::client::{Client, ClientArgs};
@@ -38,7 +38,10 @@ pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
                 n.id.to_string(),
                 n.name.clone(),
                 n.role.as_str().into(),
-                n.state.as_str().into(),
+                match (&n.state, &n.join) {
+                    (cortex_model::node::NodeState::Pending, Some(j)) => format!("pending (code {})", j.verification_code),
+                    _ => n.state.as_str().into(),
+                },
                 n.grpc_addr.clone(),
                 n.inventory.cpu.threads.to_string(),
                 output::bytes(n.inventory.memory.total_bytes),
@@ -92,6 +95,30 @@ pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) 
         return output::print_json(&node);
     }
     println!("node {} ({}): labels {}", node.name, node.id, labels(&node));
+    Ok(())
+}
+
+pub async fn approve(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(NodeDecisionRequest { key: key.to_string(), reason: String::new() });
+    let node = client.grpc.approve_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    println!("node {} ({}) approved: {} {}", node.name, node.id, node.role.as_str(), node.state.as_str());
+    Ok(())
+}
+
+pub async fn reject(args: &ClientArgs, key: &str, reason: &str, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(NodeDecisionRequest { key: key.to_string(), reason: reason.to_string() });
+    let node = client.grpc.reject_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    println!("node {} ({}) rejected", node.name, node.id);
     Ok(())
 }
 

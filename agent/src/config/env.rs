@@ -12,10 +12,11 @@ use super::schema::{first_leaf_below, resolve, Found, Key, Node, ROOT};
 const PREFIX: &str = "CORTEX_";
 
 /// Client settings that share the prefix but are not configuration keys; they are ignored here.
-pub(crate) const CLIENT_VARS: [&str; 7] = [
+pub(crate) const CLIENT_VARS: [&str; 8] = [
     "CORTEX_SERVER",
     "CORTEX_TOKEN",
     "CORTEX_TOKEN_FILE",
+    "CORTEX_CA_FILE",
     "CORTEX_OUTPUT",
     "CORTEX_CONFIG_ROOT",
     "CORTEX_CMDLINE_FILE",

@@ -35,6 +35,7 @@ pub struct Booted {
 }
 
 pub async fn run(
+    joined: bool,
     api: &NodeApi,
     identity: &Identity,
     reg: Registration,
@@ -42,6 +43,10 @@ pub async fn run(
     timeout: Duration,
 ) -> anyhow::Result<Booted> {
     let raft = api.raft();
+    if joined {
+        // The leader adds this node to the membership; until then it has no leader to wait for.
+        return Ok(Booted { cluster_id: api.status().await.cluster_id, created: false });
+    }
     let created = !raft.is_initialized().await.context("reading the Raft state")?;
     if created {
         let members = BTreeMap::from([(identity.node_id, BasicNode::new(reg.grpc_addr.to_string()))]);
@@ -105,6 +110,9 @@ async fn ensure_admin_token(api: &NodeApi, path: &Path) -> anyhow::Result<()> {
             created_at_ms: now,
             expires_at_ms: None,
             revoked: false,
+            kind: cortex_model::token::TokenKind::Api,
+            uses_left: None,
+            auto_approve: false,
         },
     })
     .await?;

@@ -12,8 +12,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::api::{ApiError, NodeApi};
-use crate::convert::{node_to_pb, status_to_pb};
+use crate::api::{ApiError, JoinInput, NewToken, NodeApi};
+use crate::convert::{node_to_pb, status_to_pb, token_to_pb};
+use cortex_cluster::raft_service::{peer_node, require_coordinator};
+use cortex_model::command::Command;
+use cortex_model::token::TokenKind;
 
 pub async fn serve(
     listener: TcpListener,
@@ -104,5 +107,127 @@ impl Cortex for CortexService {
             .await
             .map_err(status)?;
         Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+        let source = req.remote_addr().map(|a| a.ip());
+        let peer = peer_node(&req);
+        let r = req.into_inner();
+        let input = JoinInput {
+            token_secret: r.token_secret,
+            node_id: r.node_id,
+            name: r.name,
+            role: r.role,
+            grpc_addr: r.grpc_addr,
+            http_addr: r.http_addr,
+            inventory_json: r.inventory_json,
+            csr_pem: r.csr_pem,
+            verification_code: r.verification_code,
+        };
+        let d = self.api.join(input, source, peer).await.map_err(status)?;
+        Ok(Response::new(pb::JoinResponse {
+            status: d.status.as_str().to_string(),
+            message: d.message,
+            cert_pem: d.cert_pem,
+            ca_pem: d.ca_pem,
+            ca_key_pem: d.ca_key_pem,
+            coordinators: d.coordinators,
+        }))
+    }
+
+    async fn approve_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
+        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+        let node = self.api.approve_node(&caller, &req.into_inner().key).await.map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn reject_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
+        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+        let r = req.into_inner();
+        let node = self.api.reject_node(&caller, &r.key, &r.reason).await.map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+        let r = req.into_inner();
+        let kind = match r.kind.as_str() {
+            "join" => TokenKind::Join,
+            "api" | "" => TokenKind::Api,
+            other => return Err(Status::invalid_argument(format!("invalid kind: {other:?} (join or api)"))),
+        };
+        let scope = match r.scope.as_str() {
+            "" => Scope::Read,
+            s => Scope::parse(s)
+                .ok_or_else(|| Status::invalid_argument(format!("invalid scope: {s:?} (read, operate or admin)")))?,
+        };
+        let new = NewToken {
+            kind,
+            scope,
+            name: r.name,
+            ttl_seconds: r.ttl_seconds,
+            uses: r.uses,
+            auto_approve: r.auto_approve,
+            join_addrs: r.join_addrs,
+        };
+        let (token, secret) = self.api.create_token(&caller, new).await.map_err(status)?;
+        Ok(Response::new(pb::CreateTokenResponse { token: Some(token_to_pb(&token)), secret }))
+    }
+
+    async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Admin).map_err(status)?;
+        let tokens = self.api.list_tokens(&caller).map_err(status)?.iter().map(token_to_pb).collect();
+        Ok(Response::new(pb::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
+        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Admin).map_err(status)?;
+        let t = self.api.revoke_token(&caller, &req.into_inner().id).await.map_err(status)?;
+        Ok(Response::new(token_to_pb(&t)))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let (peer_id, _) =
+            peer_node(&req).ok_or_else(|| Status::unauthenticated("heartbeats need an approved node certificate"))?;
+        let r = req.into_inner();
+        if r.node_id != peer_id {
+            return Err(Status::permission_denied(format!(
+                "node {peer_id}'s certificate cannot send heartbeats for node {}",
+                r.node_id
+            )));
+        }
+        let resources = if r.resources_json.is_empty() {
+            Default::default()
+        } else {
+            serde_json::from_str(&r.resources_json)
+                .map_err(|e| Status::invalid_argument(format!("invalid resources_json: {e}")))?
+        };
+        self.api.liveness().record(peer_id, resources);
+        let (leader_id, leader_addr) = self.api.leader();
+        Ok(Response::new(pb::HeartbeatResponse {
+            coordinators: self.api.coordinator_addrs(),
+            leader_id,
+            leader_addr: leader_addr.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let r = req.into_inner();
+        let limit = if r.limit == 0 { 100 } else { r.limit.min(1000) as usize };
+        let events = self.api.events(r.after_seq, limit);
+        let json = serde_json::to_string(&events).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ListEventsResponse { events_json: json }))
+    }
+
+    async fn forward(&self, req: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardResponse>, Status> {
+        require_coordinator(&req)?;
+        let cmd: Command = serde_json::from_str(&req.into_inner().command_json)
+            .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
+        let outcome = self.api.write_local(cmd, None).await.map_err(status)?;
+        let json = serde_json::to_string(&outcome).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ForwardResponse { outcome_json: json }))
     }
 }

@@ -70,12 +70,28 @@ async fn cluster(State(api): State<NodeApi>) -> Response {
 }
 
 async fn nodes(State(api): State<NodeApi>) -> Response {
-    Json(json!({ "nodes": api.list_nodes() })).into_response()
+    let nodes: Vec<serde_json::Value> = api.list_nodes().iter().map(|n| with_live(&api, n)).collect();
+    Json(json!({ "nodes": nodes })).into_response()
+}
+
+/// The node record plus what this coordinator last heard from it (not replicated).
+fn with_live(api: &NodeApi, n: &cortex_model::node::NodeRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(n).unwrap_or_default();
+    if let (Some(obj), Some(seen)) = (v.as_object_mut(), api.liveness().last_seen(n.id)) {
+        obj.insert(
+            "live".into(),
+            json!({
+                "heartbeat_age_ms": seen.at.elapsed().as_millis() as u64,
+                "resources": seen.resources,
+            }),
+        );
+    }
+    v
 }
 
 async fn node(State(api): State<NodeApi>, Path(key): Path<String>) -> Response {
     match api.get_node(&key) {
-        Ok(n) => Json(n).into_response(),
+        Ok(n) => Json(with_live(&api, &n)).into_response(),
         Err(e) => HttpError(e).into_response(),
     }
 }

@@ -6,12 +6,29 @@
 
 mod bootstrap;
 mod data_dir;
+mod detector;
 mod grpc;
 mod http;
 mod identity;
 mod listeners;
+mod membership;
 mod pki;
 mod shutdown;
+
+pub use bootstrap::name_from_hostname;
+pub use data_dir::prepare as prepare_data_dir;
+pub use identity::load_or_create as load_identity;
+pub use shutdown::Shutdown;
+
+/// How this coordinator came to be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `cortex up`: create the cluster if this data dir has none.
+    Bootstrap,
+    /// `cortex agent --role coordinator`: approved by an existing cluster; the leader adds it
+    /// to the Raft membership.
+    Joined,
+}
 
 use std::time::Duration;
 
@@ -20,7 +37,7 @@ use cortex_cluster::network::GrpcNetwork;
 use cortex_cluster::open_store;
 use serde::Serialize;
 
-use crate::api::NodeApi;
+use crate::api::{NodeApi, NodeApiParts};
 use crate::cli::Output;
 use crate::config::Config;
 
@@ -38,10 +55,23 @@ struct Where {
 
 pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     init_tracing(&config.log_level);
+    let shutdown = shutdown::Shutdown::install()?;
+    serve(config, out, shutdown, Mode::Bootstrap).await
+}
+
+/// Runs an approved coordinator that joined an existing cluster.
+pub async fn run_joined(config: Config, out: Output, shutdown: Shutdown) -> anyhow::Result<()> {
+    serve(config, out, shutdown, Mode::Joined).await
+}
+
+async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> anyhow::Result<()> {
     let dirs = data_dir::prepare(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = identity::load_or_create(&log_store)?;
-    let pki = pki::load_or_create(&config.data_dir, identity.node_id, &identity.cluster_id)?;
+    let pki = match mode {
+        Mode::Bootstrap => pki::load_or_create(&config.data_dir, identity.node_id, &identity.cluster_id)?,
+        Mode::Joined => pki::load_joined(&config.data_dir)?,
+    };
     let (grpc_listener, http_listener) = listeners::bind(config.grpc_addr, config.http_addr).await?;
     let grpc_addr = grpc_listener
         .local_addr()
@@ -75,9 +105,16 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     )
     .await
     .context("starting the Raft node")?;
-    let api = NodeApi::new(raft.clone(), sm.clone(), identity.node_id, node_name.clone());
+    let api = NodeApi::new(NodeApiParts {
+        raft: raft.clone(),
+        sm: sm.clone(),
+        node_id: identity.node_id,
+        node_name: node_name.clone(),
+        grpc_addr: grpc_addr.to_string(),
+        ca: pki.ca.clone(),
+        node_tls: cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds)),
+    });
 
-    let shutdown = shutdown::Shutdown::install()?;
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
         cortex_cluster::pki::server_tls(&pki.creds),
@@ -88,6 +125,7 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     let http_task = tokio::spawn(http::serve(http_listener, api.clone(), shutdown.token()));
 
     let boot = bootstrap::run(
+        mode == Mode::Joined,
         &api,
         &identity,
         bootstrap::Registration {
@@ -119,6 +157,17 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
         admin_token_file: dirs.admin_token.display().to_string(),
     };
     print_where(&info, out)?;
+
+    let heartbeat = crate::agent::heartbeat::Heartbeat::new(
+        identity.node_id,
+        pki.creds.clone(),
+        vec![grpc_addr.to_string()],
+        Duration::from_millis(config.cluster.heartbeat_interval_ms),
+        config.data_dir.clone(),
+    );
+    tokio::spawn(heartbeat.run(shutdown.token()));
+    tokio::spawn(detector::run(api.clone(), config.cluster.clone(), shutdown.token()));
+    tokio::spawn(membership::run(api.clone(), config.cluster.clone(), shutdown.token()));
 
     shutdown.wait().await;
     tracing::info!("shutdown requested; stopping listeners and Raft");
@@ -164,7 +213,7 @@ fn print_where(w: &Where, out: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(filter: &str) {
+pub fn init_tracing(filter: &str) {
     use std::io::IsTerminal;
     // openraft logs every election and shutdown step at info; keep it at warn unless asked.
     let directive = if filter.contains("openraft") {

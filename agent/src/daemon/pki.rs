@@ -40,3 +40,14 @@ pub fn load_or_create(dir: &Path, node_id: u64, cluster_id: &str) -> anyhow::Res
     };
     Ok(CoordinatorPki { creds, ca })
 }
+
+/// A coordinator that joined: its certificate and the CA key were handed over on approval.
+pub fn load_joined(dir: &Path) -> anyhow::Result<CoordinatorPki> {
+    let files = NodeFiles::in_dir(dir);
+    let ca = files.load_ca()?.ok_or_else(|| {
+        anyhow::anyhow!("{} is missing: this coordinator was not handed the CA key on approval", files.ca_key.display())
+    })?;
+    let creds = load_node_credentials(&files)?
+        .ok_or_else(|| anyhow::anyhow!("{} is missing: this node has not been approved", files.node_cert.display()))?;
+    Ok(CoordinatorPki { creds, ca })
+}

@@ -90,9 +90,15 @@ impl ClusterCa {
 /// A fresh node key and a CSR for it (what a joining node sends).
 pub fn new_key_and_csr(node_id: u64) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
+    let csr = csr_for_key(node_id, &key.serialize_pem())?;
+    Ok((key.serialize_pem(), csr))
+}
+
+/// A CSR for an existing key.
+pub fn csr_for_key(node_id: u64, key_pem: &str) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(key_pem)?;
     let params = node_params(node_id, "worker")?;
-    let csr = params.serialize_request(&key)?;
-    Ok((key.serialize_pem(), csr.pem()?))
+    Ok(params.serialize_request(&key)?.pem()?)
 }
 
 /// The CA decides every field: CN `node-<id>`, OU = role, SAN = the cluster DNS name.
@@ -142,6 +148,13 @@ pub fn node_identity_from_cert_der(der: &[u8]) -> Option<(u64, String)> {
     let id = cn.strip_prefix("node-")?.parse().ok()?;
     let role = cert.subject().iter_organizational_unit().next()?.as_str().ok()?.to_string();
     Some((id, role))
+}
+
+/// Checks that `csr_pem` is a well-formed, self-signed certificate request.
+pub fn check_csr(csr_pem: &str) -> Result<(), PkiError> {
+    CertificateSigningRequestParams::from_pem(csr_pem)
+        .map(|_| ())
+        .map_err(|e| PkiError::Cert(format!("the certificate request is not valid: {e}")))
 }
 
 #[cfg(test)]

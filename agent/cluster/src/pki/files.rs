@@ -46,6 +46,16 @@ pub fn save_node_credentials(files: &NodeFiles, creds: &NodeCredentials) -> Resu
     write_file(&files.ca_cert, &creds.ca_pem, 0o644)
 }
 
+/// A joining node keeps its key from the first attempt, so a restart while pending reuses it
+/// (and the verification code stays the same).
+pub fn save_node_key(files: &NodeFiles, key_pem: &str) -> Result<(), PkiError> {
+    write_file(&files.node_key, key_pem, 0o600)
+}
+
+pub fn load_node_key(files: &NodeFiles) -> Result<Option<String>, PkiError> {
+    read_opt(&files.node_key)
+}
+
 pub fn load_node_credentials(files: &NodeFiles) -> Result<Option<NodeCredentials>, PkiError> {
     match (read_opt(&files.node_key)?, read_opt(&files.node_cert)?, read_opt(&files.ca_cert)?) {
         (Some(key_pem), Some(cert_pem), Some(ca_pem)) => Ok(Some(NodeCredentials { key_pem, cert_pem, ca_pem })),

@@ -13,8 +13,8 @@ mod files;
 mod pin;
 mod tls;
 
-pub use ca::{ca_fingerprint, new_key_and_csr, node_identity_from_cert_der, ClusterCa, NodeCredentials};
-pub use files::{load_node_credentials, save_node_credentials, NodeFiles};
+pub use ca::{ca_fingerprint, check_csr, csr_for_key, new_key_and_csr, node_identity_from_cert_der, ClusterCa, NodeCredentials};
+pub use files::{load_node_credentials, load_node_key, save_node_credentials, save_node_key, NodeFiles};
 pub use pin::fetch_pinned_ca;
 pub use tls::{client_tls, lazy_channel, server_tls};
 

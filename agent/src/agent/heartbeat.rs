@@ -1,0 +1,120 @@
+//! Heartbeats: every interval, this node's live resources go to the Raft leader over mTLS.
+//! The leader's failure detector turns silence into SUSPECT and DOWN. Coordinators heartbeat
+//! too (through the same code), so every node is watched the same way.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cortex_cluster::pki::NodeCredentials;
+use cortex_proto::v1::cortex_client::CortexClient;
+use cortex_proto::v1::HeartbeatRequest;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+/// Whether heartbeats are being accepted, for `/readyz`.
+#[derive(Clone, Default)]
+pub struct Health(Arc<Mutex<(bool, String)>>);
+
+impl Health {
+    fn set(&self, ok: bool, detail: String) {
+        if let Ok(mut h) = self.0.lock() {
+            *h = (ok, detail);
+        }
+    }
+
+    pub fn snapshot(&self) -> (bool, String) {
+        self.0.lock().map(|h| h.clone()).unwrap_or((false, "unknown".into()))
+    }
+}
+
+pub struct Heartbeat {
+    node_id: u64,
+    tls: ClientTlsConfig,
+    coordinators: Vec<String>,
+    leader: Option<String>,
+    interval: Duration,
+    data_dir: PathBuf,
+    health: Health,
+    channels: HashMap<String, Channel>,
+}
+
+impl Heartbeat {
+    pub fn new(
+        node_id: u64,
+        creds: NodeCredentials,
+        coordinators: Vec<String>,
+        interval: Duration,
+        data_dir: PathBuf,
+    ) -> Heartbeat {
+        Heartbeat {
+            node_id,
+            tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
+            coordinators,
+            leader: None,
+            interval,
+            data_dir,
+            health: Health::default(),
+            channels: HashMap::new(),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    fn channel(&mut self, addr: &str) -> Option<Channel> {
+        if let Some(c) = self.channels.get(addr) {
+            return Some(c.clone());
+        }
+        let c = cortex_cluster::pki::lazy_channel(addr, &self.tls, Duration::from_secs(2)).ok()?;
+        self.channels.insert(addr.to_string(), c.clone());
+        Some(c)
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut sampler = cortex_host::resources::Sampler::default();
+        let mut next = 0usize;
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let target = match &self.leader {
+                Some(l) => l.clone(),
+                None if !self.coordinators.is_empty() => self.coordinators[next % self.coordinators.len()].clone(),
+                None => {
+                    self.health.set(false, "no coordinator address known".into());
+                    continue;
+                }
+            };
+            let resources = sampler.sample(&self.data_dir);
+            let Some(channel) = self.channel(&target) else { continue };
+            let mut req = tonic::Request::new(HeartbeatRequest {
+                node_id: self.node_id,
+                resources_json: serde_json::to_string(&resources).unwrap_or_default(),
+            });
+            req.set_timeout(self.interval.max(Duration::from_millis(500)));
+            match CortexClient::new(channel).heartbeat(req).await {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    if !resp.coordinators.is_empty() {
+                        self.coordinators = resp.coordinators;
+                    }
+                    self.leader = (!resp.leader_addr.is_empty()).then_some(resp.leader_addr);
+                    self.health.set(true, format!("heartbeats accepted by {target}"));
+                }
+                Err(status) => {
+                    tracing::debug!(coordinator = %target, "heartbeat failed: {}", status.message());
+                    self.health.set(false, format!("heartbeat to {target} failed: {}", status.message()));
+                    self.channels.remove(&target);
+                    self.leader = None;
+                    next += 1;
+                }
+            }
+        }
+    }
+}

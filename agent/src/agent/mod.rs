@@ -1,0 +1,139 @@
+//! `cortex agent`: a machine joining a cluster. It asks to join with a join token (pinning the
+//! cluster CA from the token before it sends anything), waits for a person to approve it, then
+//! heartbeats with its live resources over mTLS. A coordinator-role agent then also runs the
+//! coordinator daemon (Raft, API) — see `daemon::run_joined`.
+
+mod code;
+pub mod heartbeat;
+mod join;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use cortex_cluster::open_store;
+use cortex_cluster::pki::{load_node_credentials, NodeFiles};
+use serde::Serialize;
+
+use crate::cli::Output;
+use crate::config::{Config, Role};
+
+#[derive(Serialize)]
+struct Joined {
+    node_id: u64,
+    node_name: String,
+    role: String,
+    status: String,
+    data_dir: String,
+    http_addr: String,
+}
+
+pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
+    crate::daemon::init_tracing(&config.log_level);
+    let dirs = crate::daemon::prepare_data_dir(&config.data_dir)?;
+    let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
+    let identity = crate::daemon::load_identity(&log_store)?;
+    let files = NodeFiles::in_dir(&config.data_dir);
+    let inventory = cortex_host::collect().await;
+    let node_name =
+        config.node_name.clone().unwrap_or_else(|| crate::daemon::name_from_hostname(&inventory.hostname));
+    let shutdown = crate::daemon::Shutdown::install()?;
+
+    let creds = match load_node_credentials(&files)? {
+        Some(c) => c,
+        None => {
+            let request = join::Request {
+                config: &config,
+                node_id: identity.node_id,
+                node_name: node_name.clone(),
+                inventory,
+                files: &files,
+            };
+            tokio::select! {
+                r = join::until_approved(request) => r?,
+                _ = shutdown.wait() => return Ok(()),
+            }
+        }
+    };
+
+    if config.role == Role::Coordinator {
+        drop((log_store, sm));
+        return crate::daemon::run_joined(config, out, shutdown).await;
+    }
+
+    let http = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+    let http_addr = http.local_addr()?;
+    let beat = heartbeat::Heartbeat::new(
+        identity.node_id,
+        creds,
+        coordinator_addrs(&config)?,
+        Duration::from_millis(config.cluster.heartbeat_interval_ms),
+        config.data_dir.clone(),
+    );
+    let health = beat.health();
+    tokio::spawn(beat.run(shutdown.token()));
+    tokio::spawn(health::serve(http, health, shutdown.token()));
+    let info = Joined {
+        node_id: identity.node_id,
+        node_name,
+        role: config.role.as_str().into(),
+        status: "ready".into(),
+        data_dir: config.data_dir.display().to_string(),
+        http_addr: http_addr.to_string(),
+    };
+    if out == Output::Json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        println!(
+            "Cortex agent {} (id {}) is a {} of the cluster; heartbeating. HTTP health on http://{}/healthz",
+            info.node_name, info.node_id, info.role, info.http_addr
+        );
+    }
+    shutdown.wait().await;
+    tracing::info!("agent stopping");
+    Ok(())
+}
+
+/// Where to send heartbeats first: `join`, else the addresses in the join token. (After the
+/// first answer the coordinators tell the agent where the leader is.)
+fn coordinator_addrs(config: &Config) -> anyhow::Result<Vec<String>> {
+    if !config.join.is_empty() {
+        return Ok(config.join.clone());
+    }
+    if let Some(t) = config.token.as_deref().and_then(|t| crate::api::JoinToken::parse(t).ok()) {
+        return Ok(t.addrs);
+    }
+    anyhow::bail!("no coordinator address: set `join` (--join, cortex.join=) or keep the join token in the config")
+}
+
+mod health {
+    //! The agent's HTTP listener: `/healthz` and `/readyz` (ready = approved and heartbeats
+    //! are being accepted).
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use serde_json::json;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::heartbeat::Health;
+
+    pub async fn serve(listener: TcpListener, health: Health, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let app = Router::new()
+            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route(
+                "/readyz",
+                get(|State(h): State<Health>| async move {
+                    let (ok, detail) = h.snapshot();
+                    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    (code, Json(json!({ "ready": ok, "detail": detail })))
+                }),
+            )
+            .with_state(health);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        Ok(())
+    }
+}

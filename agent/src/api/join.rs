@@ -1,0 +1,235 @@
+//! A machine asking to join: validation, rate limiting, the token check, and the answer it
+//! polls for (pending → approved with its certificate, or rejected with the reason).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cortex_model::command::{Command, Outcome};
+use cortex_model::inventory::Inventory;
+use cortex_model::node::{JoinInfo, NodeRecord, NodeRegistration, NodeRole, NodeState};
+
+use super::{now_ms, sha256_hex, ApiError, NodeApi};
+
+/// Largest accepted pieces of a join request.
+const MAX_CSR: usize = 16 * 1024;
+const MAX_INVENTORY: usize = 512 * 1024;
+/// Join requests allowed per source address per window.
+const RATE_LIMIT: usize = 20;
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+pub struct JoinInput {
+    pub token_secret: String,
+    pub node_id: u64,
+    pub name: String,
+    pub role: String,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub inventory_json: String,
+    pub csr_pem: String,
+    pub verification_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl JoinStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JoinStatus::Pending => "pending",
+            JoinStatus::Approved => "approved",
+            JoinStatus::Rejected => "rejected",
+        }
+    }
+}
+
+pub struct JoinDecision {
+    pub status: JoinStatus,
+    pub message: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub ca_key_pem: String,
+    pub coordinators: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct RateLimiter {
+    hits: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+impl RateLimiter {
+    fn allow(&self, ip: IpAddr) -> bool {
+        let Ok(mut hits) = self.hits.lock() else { return true };
+        let now = Instant::now();
+        if hits.len() > 10_000 {
+            hits.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < RATE_WINDOW));
+        }
+        let v = hits.entry(ip).or_default();
+        v.retain(|t| now.duration_since(*t) < RATE_WINDOW);
+        if v.len() >= RATE_LIMIT {
+            return false;
+        }
+        v.push(now);
+        true
+    }
+}
+
+fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory), ApiError> {
+    if input.node_id == 0 || input.node_id >= (1 << 53) {
+        return Err(ApiError::invalid("node_id", "must be between 1 and 2^53-1"));
+    }
+    let name_ok = !input.name.is_empty()
+        && input.name.len() <= 63
+        && input.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(ApiError::invalid("name", "must be 1 to 63 characters of letters, digits, '-', '_', '.'"));
+    }
+    let role = crate::convert::parse_role(&input.role)
+        .ok_or_else(|| ApiError::invalid("role", format!("must be coordinator or worker, got {:?}", input.role)))?;
+    for (field, addr) in [("grpc_addr", &input.grpc_addr), ("http_addr", &input.http_addr)] {
+        // Workers do not serve gRPC (yet): they may leave grpc_addr empty.
+        let optional = field == "grpc_addr" && role == NodeRole::Worker;
+        if !(optional && addr.is_empty()) && addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ApiError::invalid(field, format!("must be IP:PORT, got {addr:?}")));
+        }
+    }
+    if input.csr_pem.is_empty() || input.csr_pem.len() > MAX_CSR {
+        return Err(ApiError::invalid("csr_pem", format!("must be a PEM certificate request of at most {MAX_CSR} bytes")));
+    }
+    cortex_cluster::pki::check_csr(&input.csr_pem).map_err(|e| ApiError::invalid("csr_pem", e.to_string()))?;
+    if input.inventory_json.len() > MAX_INVENTORY {
+        return Err(ApiError::invalid("inventory_json", format!("must be at most {MAX_INVENTORY} bytes")));
+    }
+    let inventory: Inventory = serde_json::from_str(&input.inventory_json)
+        .map_err(|e| ApiError::invalid("inventory_json", format!("is not a valid inventory: {e}")))?;
+    let code_ok = (4..=16).contains(&input.verification_code.len())
+        && input.verification_code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !code_ok {
+        return Err(ApiError::invalid("verification_code", "must be 4 to 16 letters, digits or '-'"));
+    }
+    Ok((role, inventory))
+}
+
+impl NodeApi {
+    /// `peer` is the verified mTLS identity of the caller, if it presented a node certificate:
+    /// the CA key goes only to an approved coordinator proving it holds its own key.
+    pub async fn join(
+        &self,
+        input: JoinInput,
+        source: Option<IpAddr>,
+        peer: Option<(u64, String)>,
+    ) -> Result<JoinDecision, ApiError> {
+        if let Some(ip) = source {
+            if !self.inner.join_limiter.allow(ip) {
+                return Err(ApiError::Unavailable(format!(
+                    "too many join requests from {ip}; wait {} s",
+                    RATE_WINDOW.as_secs()
+                )));
+            }
+        }
+        let (role, inventory) = validate(&input)?;
+        let digest = sha256_hex(input.token_secret.trim());
+        let existing = self.inner.sm.state().nodes.get(&input.node_id).cloned();
+        let same_request = existing
+            .as_ref()
+            .is_some_and(|n| n.join.as_ref().is_some_and(|j| j.csr_pem == input.csr_pem));
+        let token = {
+            let state = self.inner.sm.state();
+            if same_request {
+                // Polling about an earlier request: the same token must be presented, but it
+                // may since have been used up or expired.
+                let original = existing.as_ref().and_then(|n| n.join.as_ref()).and_then(|j| j.token_id.clone());
+                let presented = state.tokens.values().find(|t| t.sha256 == digest).map(|t| t.id.clone());
+                if presented.is_none() || presented != original {
+                    return Err(ApiError::Unauthenticated(
+                        "join refused: present the join token this node first joined with".into(),
+                    ));
+                }
+                None
+            } else {
+                match state.join_token(&digest, now_ms()) {
+                    Ok(t) => Some(t.clone()),
+                    Err(e) => return Err(ApiError::Unauthenticated(format!("join refused: {e}"))),
+                }
+            }
+        };
+        // Polling about an unchanged request changes nothing: answer from the state.
+        let node = match existing.filter(|_| same_request) {
+            Some(n) => n,
+            None => {
+                let join = JoinInfo {
+                    csr_pem: input.csr_pem.clone(),
+                    verification_code: input.verification_code.clone(),
+                    token_id: token.as_ref().map(|t| t.id.clone()),
+                    reject_reason: None,
+                };
+                let registration = NodeRegistration {
+                    id: input.node_id,
+                    name: input.name.clone(),
+                    role,
+                    grpc_addr: input.grpc_addr.clone(),
+                    http_addr: input.http_addr.clone(),
+                    inventory,
+                };
+                match self
+                    .write(Command::RequestJoin { node: Box::new(registration), join, at_ms: now_ms() })
+                    .await?
+                {
+                    Outcome::Node { node } => *node,
+                    other => return Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+                }
+            }
+        };
+        let node = if node.state == NodeState::Pending && token.as_ref().is_some_and(|t| t.auto_approve) {
+            tracing::info!(node = %node.name, "auto-approving: the join token was created with --auto-approve");
+            self.approve_pending(&node).await?
+        } else {
+            node
+        };
+        let proven = peer.is_some_and(|(id, role)| id == node.id && role == "coordinator");
+        Ok(self.decision(&node, proven))
+    }
+
+    fn decision(&self, node: &NodeRecord, proven_coordinator: bool) -> JoinDecision {
+        let mut d = JoinDecision {
+            status: JoinStatus::Pending,
+            message: String::new(),
+            cert_pem: String::new(),
+            ca_pem: String::new(),
+            ca_key_pem: String::new(),
+            coordinators: self.coordinator_addrs(),
+        };
+        match node.state {
+            NodeState::Pending => {
+                d.message = format!(
+                    "waiting for approval: on a coordinator run `cortex node approve {}` (verification code {})",
+                    node.id,
+                    node.join.as_ref().map(|j| j.verification_code.as_str()).unwrap_or("-")
+                );
+            }
+            NodeState::Rejected => {
+                d.status = JoinStatus::Rejected;
+                d.message = node
+                    .join
+                    .as_ref()
+                    .and_then(|j| j.reject_reason.clone())
+                    .unwrap_or_else(|| "rejected".into());
+            }
+            _ => {
+                d.status = JoinStatus::Approved;
+                d.message = format!("approved as {}", node.role.as_str());
+                d.cert_pem = node.cert_pem.clone().unwrap_or_default();
+                d.ca_pem = self.inner.ca.cert_pem.clone();
+                if node.role == NodeRole::Coordinator && proven_coordinator {
+                    d.ca_key_pem = self.inner.ca.key_pem().to_string();
+                }
+            }
+        }
+        d
+    }
+}
