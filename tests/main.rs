@@ -7,5 +7,6 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod config;
 mod restart;

@@ -1,0 +1,105 @@
+//! One `cortex agent` process joining a cluster.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::node::{cortex, isolate};
+
+pub struct Agent {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub stderr_path: PathBuf,
+    /// The JSON line the agent prints once approved (`None` until then).
+    ready_rx: mpsc::Receiver<String>,
+    pub info: Option<serde_json::Value>,
+}
+
+impl Agent {
+    /// Starts `cortex agent` with `args` (e.g. `--token T --role worker`).
+    pub fn start(sandbox: &Path, data_dir: &Path, args: &[&str]) -> Agent {
+        let stderr_path = data_dir.with_extension("stderr.log");
+        let mut cmd = cortex();
+        isolate(&mut cmd, sandbox);
+        cmd.args(["-o", "json", "agent", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("CORTEX_CLUSTER__HEARTBEAT_INTERVAL_MS", "200")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
+        let mut child = cmd.spawn().expect("spawn cortex agent");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Agent { child: Some(child), data_dir: data_dir.to_path_buf(), stderr_path, ready_rx: rx, info: None }
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The verification code the agent printed on its console.
+    pub fn verification_code(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let err = self.stderr();
+            if let Some(rest) = err.split("Verification code: ").nth(1) {
+                return rest.chars().take(9).collect();
+            }
+            assert!(Instant::now() < deadline, "the agent printed no verification code:\n{err}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the "approved and running" JSON line.
+    pub fn wait_approved(&mut self, within: Duration) -> serde_json::Value {
+        match self.ready_rx.recv_timeout(within) {
+            Ok(line) => {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("agent JSON line");
+                self.info = Some(v.clone());
+                v
+            }
+            Err(_) => panic!("agent not approved within {within:?}; stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// Waits for the process to exit and returns its status code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("agent did not exit within {within:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
