@@ -35,8 +35,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite uses. Keep sorted; one reason each.
 packages=(
     ca-certificates   # cargo fetches crates over TLS
+    curl              # PXE tests: HTTP Range requests and a second TFTP client (tftp://)
     iproute2          # `ip`: network-namespace tests (later issues), inventory cross-checks
+    ipxe              # PXE tests: Debian's undionly.kpxe / ipxe.efi / snponly.efi, served by default
     procps            # `kill`, `ps`: the harness signals and inspects cortex processes
+    tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
 )
 
 if [[ $install == 1 ]]; then

@@ -9,4 +9,5 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod config;
+mod pxe;
 mod restart;
