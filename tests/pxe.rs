@@ -291,7 +291,8 @@ struct Raw {
 impl Raw {
     fn new(server: SocketAddr) -> Raw {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("UDP socket");
-        sock.set_read_timeout(Some(Duration::from_secs(5))).expect("UDP socket");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("UDP socket");
         Raw { sock, server }
     }
 

@@ -56,6 +56,12 @@ pub fn respond(request: &Message, cfg: &ProxyConfig) -> Option<Message> {
         MessageType::Request => MessageType::Ack,
         _ => return None,
     };
+    // A REQUEST that names another server (the one handing out the address) is not for us.
+    if let Some(DhcpOption::ServerIdentifier(id)) = request.opts().get(OptionCode::ServerIdentifier) {
+        if *id != cfg.server {
+            return None;
+        }
+    }
     match request.opts().get(OptionCode::ClassIdentifier) {
         Some(DhcpOption::ClassIdentifier(class)) if class.starts_with(b"PXEClient") => {}
         _ => return None,
@@ -201,6 +207,11 @@ pub fn respond_bytes(packet: &[u8], cfg: &ProxyConfig) -> Option<Vec<u8>> {
     }
 }
 
+/// True if an encoded reply is a DHCPOFFER (option 53 = 2).
+fn is_offer(reply: &[u8]) -> bool {
+    Message::from_bytes(reply).is_ok_and(|m| m.opts().msg_type() == Some(MessageType::Offer))
+}
+
 /// Where a reply goes: a relay (`giaddr`) gets it on port 67; on the DHCP port a client without
 /// an address gets a broadcast; on the PXE port the reply goes back to the sender.
 fn destination(packet: &[u8], from: SocketAddr, on_pxe_port: bool) -> SocketAddr {
@@ -253,6 +264,11 @@ pub async fn serve(dhcp: UdpSocket, pxe: UdpSocket, cfg: ProxyConfig, shutdown: 
         let Some(reply) = respond_bytes(packet, &cfg) else {
             continue;
         };
+        // On port 67 only DISCOVER gets an answer (an OFFER); the client's REQUEST there is
+        // for the server that hands out its address.
+        if !on_pxe && !is_offer(&reply) {
+            continue;
+        }
         let to = destination(packet, from, on_pxe);
         tracing::info!(%from, %to, "proxyDHCP: answered a PXE client");
         if let Err(e) = sock.send_to(&reply, to).await {
@@ -515,6 +531,32 @@ mod tests {
         bad.truncate(240);
         bad.extend_from_slice(&[53, 200, 1]);
         assert!(respond_bytes(&bad, &cfg()).is_none());
+    }
+
+    #[test]
+    fn a_request_for_another_server_is_not_answered() {
+        let mut m =
+            Message::from_bytes(&request(MessageType::Request, Some(b"PXEClient"), Some(0), None)).unwrap();
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 231, 0, 254)));
+        assert!(answer(&m.to_vec().unwrap()).is_none());
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 231, 0, 1)));
+        assert!(answer(&m.to_vec().unwrap()).is_some());
+        assert!(is_offer(
+            &respond_bytes(
+                &request(MessageType::Discover, Some(b"PXEClient"), None, None),
+                &cfg()
+            )
+            .unwrap()
+        ));
+        assert!(!is_offer(
+            &respond_bytes(
+                &request(MessageType::Request, Some(b"PXEClient"), None, None),
+                &cfg()
+            )
+            .unwrap()
+        ));
     }
 
     #[test]
