@@ -9,5 +9,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod config;
+mod coordinators;
+mod mtls;
 mod pxe;
 mod restart;

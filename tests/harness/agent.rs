@@ -23,10 +23,22 @@ impl Agent {
         let stderr_path = data_dir.with_extension("stderr.log");
         let mut cmd = cortex();
         isolate(&mut cmd, sandbox);
-        cmd.args(["-o", "json", "agent", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["-o", "json", "agent"]);
+        if !args.contains(&"--grpc-addr") {
+            cmd.args(["--grpc-addr", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--http-addr") {
+            cmd.args(["--http-addr", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
             .arg(data_dir)
             .args(args)
+            // The same fast liveness settings as `cluster::fast_liveness` (coordinator agents
+            // run the failure detector when they lead).
             .env("CORTEX_CLUSTER__HEARTBEAT_INTERVAL_MS", "200")
+            .env("CORTEX_CLUSTER__SUSPECT_AFTER_MS", "1000")
+            .env("CORTEX_CLUSTER__DOWN_AFTER_MS", "2000")
+            .env("CORTEX_CLUSTER__VOTER_GRACE_MS", "3000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));

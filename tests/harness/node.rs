@@ -34,6 +34,12 @@ pub fn isolate(cmd: &mut Command, sandbox: &Path) {
         .env("CORTEX_LOG", "info,openraft=warn");
 }
 
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
 pub struct Node {
     child: Option<Child>,
     pub sandbox: PathBuf,
@@ -66,16 +72,15 @@ impl Node {
         let mut cmd = cortex();
         isolate(&mut cmd, sandbox);
         env(&mut cmd);
-        cmd.args([
-            "-o",
-            "json",
-            "up",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        cmd.args(["-o", "json", "up"]);
+        // Port 0 unless the caller pins an address (restarts must keep their Raft address).
+        if !args.contains(&"--grpc-addr") {
+            cmd.args(["--grpc-addr", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--http-addr") {
+            cmd.args(["--http-addr", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .stdin(Stdio::null())

@@ -29,6 +29,12 @@ struct Joined {
 
 pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
     crate::daemon::init_tracing(&config.log_level);
+    if config.role == Role::Coordinator && (config.grpc_addr.port() == 0 || config.grpc_addr.ip().is_unspecified()) {
+        anyhow::bail!(
+            "grpc_addr {}: a coordinator tells the cluster where to reach it, so it needs a concrete IP and port",
+            config.grpc_addr
+        );
+    }
     let dirs = crate::daemon::prepare_data_dir(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = crate::daemon::load_identity(&log_store)?;

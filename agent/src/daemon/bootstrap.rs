@@ -48,46 +48,69 @@ pub async fn run(
         return Ok(Booted { cluster_id: api.status().await.cluster_id, created: false });
     }
     let created = !raft.is_initialized().await.context("reading the Raft state")?;
-    if created {
-        let members = BTreeMap::from([(identity.node_id, BasicNode::new(reg.grpc_addr.to_string()))]);
-        raft.initialize(members)
-            .await
-            .context("initialising the one-voter Raft group")?;
-        tracing::info!(node_id = identity.node_id, "initialised a new one-voter cluster");
+    if !created {
+        // Reopening: the other voters may not be up yet, so do not block on a leader. Serve at
+        // once and refresh this node's record in the background when a leader appears.
+        let cluster_id = match api.status().await.cluster_id {
+            id if id.is_empty() => identity.cluster_id.clone(),
+            id => id,
+        };
+        let (api, token_path, node_id) = (api.clone(), dirs.admin_token.clone(), identity.node_id);
+        tokio::spawn(async move {
+            loop {
+                let leader = api
+                    .raft()
+                    .wait(Some(Duration::from_secs(3600)))
+                    .metrics(|m| m.current_leader.is_some(), "a leader")
+                    .await;
+                if leader.is_ok() {
+                    let done = async {
+                        ensure_admin_token(&api, &token_path).await?;
+                        register(&api, node_id, &reg).await
+                    };
+                    match done.await {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!("re-registering this node failed (will retry): {e:#}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        return Ok(Booted { cluster_id, created: false });
     }
+    let members = BTreeMap::from([(identity.node_id, BasicNode::new(reg.grpc_addr.to_string()))]);
+    raft.initialize(members).await.context("initialising the one-voter Raft group")?;
+    tracing::info!(node_id = identity.node_id, "initialised a new one-voter cluster");
     raft.wait(Some(timeout))
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .context("waiting for a Raft leader")?;
-
-    let stored = api.status().await.cluster_id;
-    let cluster_id = if stored.is_empty() {
-        api.write(Command::InitCluster {
-            cluster_id: identity.cluster_id.clone(),
-            ca_cert_pem: reg.ca_cert_pem.clone(),
-            at_ms: now_ms(),
-        })
-        .await?;
-        identity.cluster_id.clone()
-    } else {
-        stored
-    };
-
+    api.write(Command::InitCluster {
+        cluster_id: identity.cluster_id.clone(),
+        ca_cert_pem: reg.ca_cert_pem.clone(),
+        at_ms: now_ms(),
+    })
+    .await?;
     ensure_admin_token(api, &dirs.admin_token).await?;
+    register(api, identity.node_id, &reg).await?;
+    Ok(Booted { cluster_id: identity.cluster_id.clone(), created: true })
+}
 
+/// Records (or refreshes) this coordinator's node record with its current inventory.
+async fn register(api: &NodeApi, node_id: u64, reg: &Registration) -> anyhow::Result<()> {
     api.write(Command::RegisterNode {
         node: Box::new(NodeRegistration {
-            id: identity.node_id,
-            name: reg.node_name,
+            id: node_id,
+            name: reg.node_name.clone(),
             role: NodeRole::Coordinator,
             grpc_addr: reg.grpc_addr.to_string(),
             http_addr: reg.http_addr.to_string(),
-            inventory: reg.inventory,
+            inventory: reg.inventory.clone(),
         }),
         at_ms: now_ms(),
     })
     .await?;
-    Ok(Booted { cluster_id, created })
+    Ok(())
 }
 
 /// Keeps the admin token in `<data dir>/admin.token` valid: if the file is missing, or holds a

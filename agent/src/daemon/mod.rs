@@ -161,7 +161,8 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
     let heartbeat = crate::agent::heartbeat::Heartbeat::new(
         identity.node_id,
         pki.creds.clone(),
-        vec![grpc_addr.to_string()],
+        // Every coordinator the state knows: after a full restart the leader may be any of them.
+        api.coordinator_addrs(),
         Duration::from_millis(config.cluster.heartbeat_interval_ms),
         config.data_dir.clone(),
     );
