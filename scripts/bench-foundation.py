@@ -114,13 +114,15 @@ def main():
               f"CPU {out['idle']['cpu_percent']:.2f} % of one core", flush=True)
 
         token = os.path.join(sb, "idle", "admin.token")
-        node = json.loads(subprocess.check_output([a.binary, "-o", "json", "node", "list", "--server", grpc],
-                                                  env=env_for(sb)))["nodes"][0]["id"]
+        ca = os.path.join(sb, "idle", "ca.crt")
+        node = json.loads(subprocess.check_output([a.binary, "-o", "json", "node", "list", "--server", grpc,
+                                                   "--ca-file", ca], env=env_for(sb)))["nodes"][0]["id"]
         out["writes"] = []
         for n in [int(x) for x in a.clients.split(",")]:
             r = json.loads(subprocess.check_output(
                 [a.binary, "-o", "json", "loadgen", "writes", "--node", str(node), "--clients", str(n),
-                 "--seconds", str(a.seconds), "--server", grpc, "--token-file", token], env=env_for(sb)))
+                 "--seconds", str(a.seconds), "--server", grpc, "--token-file", token, "--ca-file", ca],
+                env=env_for(sb)))
             out["writes"].append(r)
             print(f"writes, {n:>2} clients: {r['writes_per_sec']:>8.0f}/s  p50 {r['latency_ms_p50']:.2f} ms  "
                   f"p99 {r['latency_ms_p99']:.2f} ms  errors {r['errors']}", flush=True)

@@ -36,8 +36,9 @@ cd "$(dirname "$0")/.."
 packages=(
     ca-certificates   # cargo fetches crates over TLS
     curl              # PXE tests: HTTP Range requests and a second TFTP client (tftp://)
-    iproute2          # `ip`: network-namespace tests (later issues), inventory cross-checks
+    iproute2          # `ip netns`: multi-host cluster tests, each node in its own namespace
     ipxe              # PXE tests: Debian's undionly.kpxe / ipxe.efi / snponly.efi, served by default
+    nftables          # `nft`: partitions on the test bridge (network-namespace tests)
     procps            # `kill`, `ps`: the harness signals and inspects cortex processes
     tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
 )

@@ -29,7 +29,11 @@ pub fn node_state(coord: &Node, id: u64) -> Option<String> {
 
 fn pending_node(coord: &Node) -> Option<serde_json::Value> {
     let nodes = http::get(&coord.http, "/api/v1/nodes").ok()?.json();
-    nodes["nodes"].as_array()?.iter().find(|n| n["state"] == "pending").cloned()
+    nodes["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["state"] == "pending")
+        .cloned()
 }
 
 #[test]
@@ -37,7 +41,11 @@ fn approve_flow_through_the_cli() {
     let sb = tempfile::tempdir().expect("tempdir");
     let coord = Node::start_with(sb.path(), &sb.path().join("c1"), &[], fast_liveness);
     let token = join_token(&coord, &[]);
-    let mut agent = Agent::start(sb.path(), &sb.path().join("w1"), &["--token", &token, "--node-name", "w1"]);
+    let mut agent = Agent::start(
+        sb.path(),
+        &sb.path().join("w1"),
+        &["--token", &token, "--node-name", "w1"],
+    );
 
     // The node shows up PENDING with its inventory and the code it printed on its console.
     let code = agent.verification_code(Duration::from_secs(20));
@@ -57,15 +65,25 @@ fn approve_flow_through_the_cli() {
         let r = http::get(info["http_addr"].as_str()?, "/readyz").ok()?;
         (r.status == 200).then_some(())
     });
-    eventually(Duration::from_secs(10), "READY", || (node_state(&coord, id)? == "ready").then_some(()));
+    eventually(Duration::from_secs(10), "READY", || {
+        (node_state(&coord, id)? == "ready").then_some(())
+    });
     // It is heartbeating: the coordinator has live resources for it.
     let n = eventually(Duration::from_secs(5), "live resources", || {
-        let n = http::get(&coord.http, &format!("/api/v1/nodes/{id}")).ok()?.json();
-        n["live"]["resources"]["memory_available_bytes"].as_u64().filter(|m| *m > 0).map(|_| n)
+        let n = http::get(&coord.http, &format!("/api/v1/nodes/{id}"))
+            .ok()?
+            .json();
+        n["live"]["resources"]["memory_available_bytes"]
+            .as_u64()
+            .filter(|m| *m > 0)
+            .map(|_| n)
     });
     assert!(n["live"]["heartbeat_age_ms"].as_u64().unwrap_or(u64::MAX) < 2000);
     let events = coord.cli_ok(&["events"]);
-    assert!(events.contains("node_pending") && events.contains("node_approved"), "{events}");
+    assert!(
+        events.contains("node_pending") && events.contains("node_approved"),
+        "{events}"
+    );
 }
 
 #[test]
@@ -73,13 +91,26 @@ fn reject_flow_tells_the_node_and_it_stops() {
     let sb = tempfile::tempdir().expect("tempdir");
     let coord = Node::start(sb.path(), &sb.path().join("c1"));
     let token = join_token(&coord, &[]);
-    let mut agent = Agent::start(sb.path(), &sb.path().join("w1"), &["--token", &token, "--node-name", "intruder"]);
+    let mut agent = Agent::start(
+        sb.path(),
+        &sb.path().join("w1"),
+        &["--token", &token, "--node-name", "intruder"],
+    );
     let pending = eventually(Duration::from_secs(20), "a pending node", || pending_node(&coord));
     coord.cli_ok(&["node", "reject", "intruder", "--reason", "not one of ours"]);
     let code = agent.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(1));
-    assert!(agent.stderr().contains("this node was rejected by the cluster: not one of ours"), "{}", agent.stderr());
-    assert_eq!(node_state(&coord, pending["id"].as_u64().expect("id")).as_deref(), Some("rejected"));
+    assert!(
+        agent
+            .stderr()
+            .contains("this node was rejected by the cluster: not one of ours"),
+        "{}",
+        agent.stderr()
+    );
+    assert_eq!(
+        node_state(&coord, pending["id"].as_u64().expect("id")).as_deref(),
+        Some("rejected")
+    );
     // Approving it later is refused: a rejected node stays rejected.
     let out = coord.cli(&["node", "approve", "intruder"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only a pending node can be approved"));
@@ -92,12 +123,18 @@ fn a_token_pinning_another_ca_is_refused_before_anything_is_sent() {
     let token = join_token(&coord, &[]);
     // Same secret and address, but the pin names a different CA.
     let real_ca = token[5..69].to_string();
-    let forged: String = real_ca.chars().map(|c| if c == 'a' { 'b' } else { 'a' }).collect();
+    let forged: String = real_ca
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
     let bad = token.replacen(&real_ca, &forged, 1);
     let mut agent = Agent::start(sb.path(), &sb.path().join("w1"), &["--token", &bad]);
     assert_eq!(agent.wait_exit(Duration::from_secs(20)), Some(1));
     let err = agent.stderr();
-    assert!(err.contains("refusing to join") && err.contains(&format!("pins CA {forged}")), "{err}");
+    assert!(
+        err.contains("refusing to join") && err.contains(&format!("pins CA {forged}")),
+        "{err}"
+    );
     assert!(err.contains(&format!("presented CA {real_ca}")), "{err}");
     // The coordinator never saw a join request.
     assert!(pending_node(&coord).is_none());
@@ -109,7 +146,10 @@ fn expired_revoked_and_used_up_tokens_say_which() {
     let sb = tempfile::tempdir().expect("tempdir");
     let coord = Node::start(sb.path(), &sb.path().join("c1"));
 
-    let expired = coord.cli_ok(&["token", "create", "--ttl", "1s"]).trim().to_string();
+    let expired = coord
+        .cli_ok(&["token", "create", "--ttl", "1s"])
+        .trim()
+        .to_string();
     std::thread::sleep(Duration::from_millis(1500));
     let mut a = Agent::start(sb.path(), &sb.path().join("a1"), &["--token", &expired]);
     assert_eq!(a.wait_exit(Duration::from_secs(20)), Some(1));
@@ -119,20 +159,36 @@ fn expired_revoked_and_used_up_tokens_say_which() {
         serde_json::from_str(&coord.cli_ok(&["-o", "json", "token", "create"])).expect("json");
     let id = created["token"]["id"].as_str().expect("id").to_string();
     coord.cli_ok(&["token", "revoke", &id]);
-    let mut a = Agent::start(sb.path(), &sb.path().join("a2"), &["--token", created["secret"].as_str().expect("s")]);
+    let mut a = Agent::start(
+        sb.path(),
+        &sb.path().join("a2"),
+        &["--token", created["secret"].as_str().expect("s")],
+    );
     assert_eq!(a.wait_exit(Duration::from_secs(20)), Some(1));
     assert!(a.stderr().contains("has been revoked"), "{}", a.stderr());
 
-    let once = coord.cli_ok(&["token", "create", "--uses", "1"]).trim().to_string();
+    let once = coord
+        .cli_ok(&["token", "create", "--uses", "1"])
+        .trim()
+        .to_string();
     let _first = Agent::start(sb.path(), &sb.path().join("a3"), &["--token", &once]);
-    eventually(Duration::from_secs(20), "the first joiner", || pending_node(&coord));
+    eventually(Duration::from_secs(20), "the first joiner", || {
+        pending_node(&coord)
+    });
     let mut second = Agent::start(sb.path(), &sb.path().join("a4"), &["--token", &once]);
     assert_eq!(second.wait_exit(Duration::from_secs(20)), Some(1));
-    assert!(second.stderr().contains("has no uses left"), "{}", second.stderr());
+    assert!(
+        second.stderr().contains("has no uses left"),
+        "{}",
+        second.stderr()
+    );
 
     let list = coord.cli_ok(&["token", "list"]);
     assert!(list.contains("REVOKED") && list.contains("0 uses left"), "{list}");
-    assert!(!list.contains(created["secret"].as_str().expect("s")), "secrets never appear in listings");
+    assert!(
+        !list.contains(created["secret"].as_str().expect("s")),
+        "secrets never appear in listings"
+    );
 }
 
 #[test]
@@ -142,7 +198,10 @@ fn auto_approve_is_explicit_opt_in() {
     let token = join_token(&coord, &["--auto-approve"]);
     let mut agent = Agent::start(sb.path(), &sb.path().join("w1"), &["--token", &token]);
     let info = agent.wait_approved(Duration::from_secs(20));
-    assert_eq!(node_state(&coord, info["node_id"].as_u64().expect("id")).as_deref(), Some("ready"));
+    assert_eq!(
+        node_state(&coord, info["node_id"].as_u64().expect("id")).as_deref(),
+        Some("ready")
+    );
 }
 
 #[test]
@@ -152,19 +211,30 @@ fn a_silent_worker_goes_down_within_the_bound_and_comes_back() {
     let token = join_token(&coord, &["--auto-approve"]);
     let data = sb.path().join("w1");
     let mut agent = Agent::start(sb.path(), &data, &["--token", &token]);
-    let id = agent.wait_approved(Duration::from_secs(20))["node_id"].as_u64().expect("id");
-    eventually(Duration::from_secs(5), "ready", || (node_state(&coord, id)? == "ready").then_some(()));
+    let id = agent.wait_approved(Duration::from_secs(20))["node_id"]
+        .as_u64()
+        .expect("id");
+    eventually(Duration::from_secs(5), "ready", || {
+        (node_state(&coord, id)? == "ready").then_some(())
+    });
 
     agent.kill9();
     let t0 = Instant::now();
-    eventually(Duration::from_secs(10), "DOWN", || (node_state(&coord, id)? == "down").then_some(()));
+    eventually(Duration::from_secs(10), "DOWN", || {
+        (node_state(&coord, id)? == "down").then_some(())
+    });
     let took = t0.elapsed();
     // DOWN after 2 s of silence; allow a detector tick and a Raft write on a busy machine.
     assert!(took < Duration::from_millis(4000), "DOWN took {took:?}");
     let events = coord.cli_ok(&["events"]);
-    assert!(events.contains("node_suspect") && events.contains("node_down"), "{events}");
+    assert!(
+        events.contains("node_suspect") && events.contains("node_down"),
+        "{events}"
+    );
 
     let mut back = Agent::start(sb.path(), &data, &["--token", &token]);
     back.wait_approved(Duration::from_secs(20));
-    eventually(Duration::from_secs(10), "READY again", || (node_state(&coord, id)? == "ready").then_some(()));
+    eventually(Duration::from_secs(10), "READY again", || {
+        (node_state(&coord, id)? == "ready").then_some(())
+    });
 }

@@ -10,11 +10,16 @@ use crate::harness::{eventually, Agent, Node};
 
 fn status(coord: &Node, server: &str) -> Option<serde_json::Value> {
     let out = coord.cli(&["-o", "json", "status", "--server", server]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 fn voters(coord: &Node, server: &str) -> usize {
-    status(coord, server).and_then(|s| s["voters"].as_array().map(|v| v.len())).unwrap_or(0)
+    status(coord, server)
+        .and_then(|s| s["voters"].as_array().map(|v| v.len()))
+        .unwrap_or(0)
 }
 
 fn start_coordinator(sb: &std::path::Path, name: &str, token: &str, grpc: &str) -> Agent {
@@ -22,7 +27,16 @@ fn start_coordinator(sb: &std::path::Path, name: &str, token: &str, grpc: &str) 
     let mut a = Agent::start(
         sb,
         &data,
-        &["--role", "coordinator", "--token", token, "--node-name", name, "--grpc-addr", grpc],
+        &[
+            "--role",
+            "coordinator",
+            "--token",
+            token,
+            "--node-name",
+            name,
+            "--grpc-addr",
+            grpc,
+        ],
     );
     a.wait_approved(Duration::from_secs(30));
     a
@@ -33,14 +47,23 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
     let sb = tempfile::tempdir().expect("tempdir");
     let (g1, g2, g3, g4) = (free_addr(), free_addr(), free_addr(), free_addr());
     let c1_data = sb.path().join("c1");
-    let mut c1 = Node::start_with(sb.path(), &c1_data, &["--grpc-addr", &g1, "--node-name", "c1"], fast_liveness);
+    let mut c1 = Node::start_with(
+        sb.path(),
+        &c1_data,
+        &["--grpc-addr", &g1, "--node-name", "c1"],
+        fast_liveness,
+    );
     let token = join_token(&c1, &["--auto-approve"]);
     let mut c2 = start_coordinator(sb.path(), "c2", &token, &g2);
     let mut c3 = start_coordinator(sb.path(), "c3", &token, &g3);
-    eventually(Duration::from_secs(30), "three voters", || (voters(&c1, &g1) == 3).then_some(()));
+    eventually(Duration::from_secs(30), "three voters", || {
+        (voters(&c1, &g1) == 3).then_some(())
+    });
 
     // A write through a follower is forwarded to the leader: users never see "not leader".
-    let leader = status(&c1, &g1).and_then(|s| s["leader_id"].as_u64()).expect("leader");
+    let leader = status(&c1, &g1)
+        .and_then(|s| s["leader_id"].as_u64())
+        .expect("leader");
     let follower = if leader == c1.node_id() { &g2 } else { &g1 };
     let out = c1.cli(&["node", "label", "c3", "via=follower", "--server", follower]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -57,8 +80,10 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
     let addrs = [(&g1, 1), (&g2, 2), (&g3, 3)];
     let leader_addr = addrs
         .iter()
-        .find(|(g, _)| status(&c1, g).and_then(|s| s["leader_id"].as_u64()) == Some(leader)
-            && status(&c1, g).and_then(|s| s["node_id"].as_u64()) == Some(leader))
+        .find(|(g, _)| {
+            status(&c1, g).and_then(|s| s["leader_id"].as_u64()) == Some(leader)
+                && status(&c1, g).and_then(|s| s["node_id"].as_u64()) == Some(leader)
+        })
         .map(|(g, i)| ((*g).clone(), *i))
         .expect("the leader's address");
     match leader_addr.1 {
@@ -66,17 +91,31 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
         2 => c2.kill9(),
         _ => c3.kill9(),
     }
-    let survivor = addrs.iter().map(|(g, _)| (*g).clone()).find(|g| *g != leader_addr.0).expect("survivor");
+    let survivor = addrs
+        .iter()
+        .map(|(g, _)| (*g).clone())
+        .find(|g| *g != leader_addr.0)
+        .expect("survivor");
     let t0 = Instant::now();
     eventually(Duration::from_secs(20), "a write after failover", || {
-        c1.cli(&["node", "label", "c4", "after=failover", "--server", &survivor]).status.success().then_some(())
+        c1.cli(&["node", "label", "c4", "after=failover", "--server", &survivor])
+            .status
+            .success()
+            .then_some(())
     });
-    eprintln!("failover: first accepted write {:?} after kill -9 of the leader", t0.elapsed());
+    eprintln!(
+        "failover: first accepted write {:?} after kill -9 of the leader",
+        t0.elapsed()
+    );
 
     // After the voter grace period (3 s here) the dead voter is replaced by the learner c4.
     eventually(Duration::from_secs(30), "c4 promoted, dead voter removed", || {
         let s = status(&c1, &survivor)?;
-        let v: Vec<u64> = s["voters"].as_array()?.iter().filter_map(|x| x.as_u64()).collect();
+        let v: Vec<u64> = s["voters"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .collect();
         (v.len() == 3 && !v.contains(&leader)).then_some(())
     });
     assert_eq!(node_state(&c1, leader).as_deref().or(Some("down")), Some("down"));
@@ -87,9 +126,18 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
         a.kill9();
     }
     c1.kill9();
-    let c1 = Node::start_with(sb.path(), &c1_data, &["--grpc-addr", &g1, "--node-name", "c1"], fast_liveness);
+    let c1 = Node::start_with(
+        sb.path(),
+        &c1_data,
+        &["--grpc-addr", &g1, "--node-name", "c1"],
+        fast_liveness,
+    );
     let restart = |name: &str, grpc: &str| {
-        let mut a = Agent::start(sb.path(), &sb.path().join(name), &["--role", "coordinator", "--grpc-addr", grpc]);
+        let mut a = Agent::start(
+            sb.path(),
+            &sb.path().join(name),
+            &["--role", "coordinator", "--grpc-addr", grpc],
+        );
         a.wait_approved(Duration::from_secs(30));
         a
     };
@@ -103,9 +151,17 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
     assert_eq!(s["cluster_id"], cluster_id.as_str());
     // c1 may have been the voter that was replaced: it comes back, heartbeats, is re-added as
     // a learner and catches up. Its view then shows every acknowledged write.
-    eventually(Duration::from_secs(30), "c1 caught up with the write made during the failover", || {
-        let nodes = crate::harness::http::get(&c1.http, "/api/v1/nodes").ok()?.json();
-        let c4 = nodes["nodes"].as_array()?.iter().find(|n| n["name"] == "c4")?.clone();
-        (c4["labels"]["after"] == "failover").then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "c1 caught up with the write made during the failover",
+        || {
+            let nodes = crate::harness::http::get(&c1.http, "/api/v1/nodes").ok()?.json();
+            let c4 = nodes["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["name"] == "c4")?
+                .clone();
+            (c4["labels"]["after"] == "failover").then_some(())
+        },
+    );
 }

@@ -11,5 +11,6 @@ mod cluster;
 mod config;
 mod coordinators;
 mod mtls;
+mod netns;
 mod pxe;
 mod restart;

@@ -15,18 +15,38 @@ use crate::harness::{Agent, Node};
 
 fn creds(dir: &Path) -> NodeCredentials {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-    NodeCredentials { key_pem: read("node.key"), cert_pem: read("node.crt"), ca_pem: read("ca.crt") }
+    NodeCredentials {
+        key_pem: read("node.key"),
+        cert_pem: read("node.crt"),
+        ca_pem: read("ca.crt"),
+    }
 }
 
-async fn calls(addr: &str, ca_pem: &str, identity: Option<&NodeCredentials>, node_id: u64) -> [Result<(), tonic::Status>; 3] {
+async fn calls(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<&NodeCredentials>,
+    node_id: u64,
+) -> [Result<(), tonic::Status>; 3] {
     let tls = client_tls(ca_pem, identity);
     let ch = lazy_channel(addr, &tls, Duration::from_secs(3)).expect("channel");
-    let vote = RaftClient::new(ch.clone()).vote(RaftPayload { json: b"{}".to_vec() }).await.map(|_| ());
-    let beat = CortexClient::new(ch.clone())
-        .heartbeat(HeartbeatRequest { node_id, resources_json: String::new() })
+    let vote = RaftClient::new(ch.clone())
+        .vote(RaftPayload { json: b"{}".to_vec() })
         .await
         .map(|_| ());
-    let fwd = CortexClient::new(ch).forward(ForwardRequest { command_json: "{}".into() }).await.map(|_| ());
+    let beat = CortexClient::new(ch.clone())
+        .heartbeat(HeartbeatRequest {
+            node_id,
+            resources_json: String::new(),
+        })
+        .await
+        .map(|_| ());
+    let fwd = CortexClient::new(ch)
+        .forward(ForwardRequest {
+            command_json: "{}".into(),
+        })
+        .await
+        .map(|_| ());
     [vote, beat, fwd]
 }
 
@@ -56,8 +76,14 @@ async fn raft_heartbeat_and_forward_need_the_right_certificate() {
     // A certificate from another cluster's CA: the TLS layer refuses the connection.
     let foreign = creds(&sb.path().join("other-cluster"));
     let [vote, beat, _] = calls(&coord.grpc, &ca, Some(&foreign), other.node_id()).await;
-    assert!(vote.is_err() && beat.is_err(), "foreign certificates must be refused: {vote:?} {beat:?}");
-    assert!(!matches!(code(&vote), Some(Code::InvalidArgument) | Some(Code::Ok)), "{vote:?}");
+    assert!(
+        vote.is_err() && beat.is_err(),
+        "foreign certificates must be refused: {vote:?} {beat:?}"
+    );
+    assert!(
+        !matches!(code(&vote), Some(Code::InvalidArgument) | Some(Code::Ok)),
+        "{vote:?}"
+    );
 
     // This cluster's worker certificate: heartbeats for itself only; no Raft, no forwarding.
     let w = creds(&wdir);
@@ -66,7 +92,11 @@ async fn raft_heartbeat_and_forward_need_the_right_certificate() {
     assert!(beat.is_ok(), "{beat:?}");
     assert_eq!(code(&fwd), Some(Code::PermissionDenied), "{fwd:?}");
     let [_, spoof, _] = calls(&coord.grpc, &ca, Some(&w), coord.node_id()).await;
-    assert_eq!(code(&spoof), Some(Code::PermissionDenied), "a worker cannot heartbeat for another node");
+    assert_eq!(
+        code(&spoof),
+        Some(Code::PermissionDenied),
+        "a worker cannot heartbeat for another node"
+    );
 
     // A coordinator certificate gets past authentication (the empty payload is then refused
     // as malformed, which proves the call reached the handler).

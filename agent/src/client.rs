@@ -48,12 +48,28 @@ impl Client {
     /// Connects over TLS, trusting only the cluster CA. A quick TCP probe first, so "nothing
     /// is running there" is reported as such rather than as a TLS or CA problem.
     pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-        let addr = args.server.trim_start_matches("https://").trim_start_matches("http://").to_string();
+        let addr = args
+            .server
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         let probe = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&addr)).await;
         match probe {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Unavailable { addr, reason: e.to_string() }.into()),
-            Err(_) => return Err(Unavailable { addr, reason: "connection timed out".into() }.into()),
+            Ok(Err(e)) => {
+                return Err(Unavailable {
+                    addr,
+                    reason: e.to_string(),
+                }
+                .into())
+            }
+            Err(_) => {
+                return Err(Unavailable {
+                    addr,
+                    reason: "connection timed out".into(),
+                }
+                .into())
+            }
         }
         let ca = load_ca(args)?;
         let tls = cortex_cluster::pki::client_tls(&ca, None);
@@ -69,7 +85,11 @@ impl Client {
                 root_cause(&e)
             )
         })?;
-        Ok(Client { grpc: CortexClient::new(channel), addr, token: load_token(args)? })
+        Ok(Client {
+            grpc: CortexClient::new(channel),
+            addr,
+            token: load_token(args)?,
+        })
     }
 
     /// Wraps a message in a request carrying the bearer token, if there is one.
@@ -124,7 +144,8 @@ fn load_token(args: &ClientArgs) -> anyhow::Result<Option<String>> {
 
 fn load_ca(args: &ClientArgs) -> anyhow::Result<String> {
     if let Some(path) = &args.ca_file {
-        return std::fs::read_to_string(path).with_context(|| format!("reading the CA certificate {}", path.display()));
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading the CA certificate {}", path.display()));
     }
     let default = crate::config::default_data_dir().join("ca.crt");
     std::fs::read_to_string(&default).map_err(|_| {

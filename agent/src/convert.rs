@@ -16,7 +16,11 @@ pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
         registered_at_ms: n.registered_at_ms,
         updated_at_ms: n.updated_at_ms,
         inventory_json: serde_json::to_string(&n.inventory).unwrap_or_else(|_| "{}".into()),
-        join_json: n.join.as_ref().and_then(|j| serde_json::to_string(j).ok()).unwrap_or_default(),
+        join_json: n
+            .join
+            .as_ref()
+            .and_then(|j| serde_json::to_string(j).ok())
+            .unwrap_or_default(),
         has_certificate: n.cert_pem.is_some(),
     }
 }
@@ -31,7 +35,10 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
     let join = if n.join_json.is_empty() {
         None
     } else {
-        Some(serde_json::from_str(&n.join_json).map_err(|e| format!("node {}: join_json is not valid: {e}", n.id))?)
+        Some(
+            serde_json::from_str(&n.join_json)
+                .map_err(|e| format!("node {}: join_json is not valid: {e}", n.id))?,
+        )
     };
     Ok(NodeRecord {
         id: n.id,

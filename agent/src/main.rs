@@ -3,8 +3,8 @@
 //! `main` only parses arguments, runs, and maps the error to an exit code
 //! (see `exit.rs` and docs/ARCHITECTURE.md, "Exit codes").
 
-mod api;
 mod agent;
+mod api;
 mod cli;
 mod client;
 mod config;

@@ -6,7 +6,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::node::{cortex, isolate};
+use super::node::{cortex_in, isolate};
 
 pub struct Agent {
     child: Option<Child>,
@@ -20,8 +20,13 @@ pub struct Agent {
 impl Agent {
     /// Starts `cortex agent` with `args` (e.g. `--token T --role worker`).
     pub fn start(sandbox: &Path, data_dir: &Path, args: &[&str]) -> Agent {
+        Agent::start_in(None, sandbox, data_dir, args)
+    }
+
+    /// Starts `cortex agent` inside network namespace `ns` (when given).
+    pub fn start_in(ns: Option<&str>, sandbox: &Path, data_dir: &Path, args: &[&str]) -> Agent {
         let stderr_path = data_dir.with_extension("stderr.log");
-        let mut cmd = cortex();
+        let mut cmd = cortex_in(ns);
         isolate(&mut cmd, sandbox);
         cmd.args(["-o", "json", "agent"]);
         if !args.contains(&"--grpc-addr") {
@@ -50,7 +55,13 @@ impl Agent {
                 let _ = tx.send(line);
             }
         });
-        Agent { child: Some(child), data_dir: data_dir.to_path_buf(), stderr_path, ready_rx: rx, info: None }
+        Agent {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            stderr_path,
+            ready_rx: rx,
+            info: None,
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -69,7 +80,10 @@ impl Agent {
             if let Some(rest) = err.split("Verification code: ").nth(1) {
                 return rest.chars().take(9).collect();
             }
-            assert!(Instant::now() < deadline, "the agent printed no verification code:\n{err}");
+            assert!(
+                Instant::now() < deadline,
+                "the agent printed no verification code:\n{err}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

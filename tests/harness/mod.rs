@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod http;
+pub mod netns;
 pub mod node;
 
 pub use agent::Agent;
@@ -17,7 +18,10 @@ pub fn eventually<T>(within: std::time::Duration, what: &str, mut f: impl FnMut(
         if let Some(v) = f() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -14,6 +14,18 @@ pub fn cortex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cortex"))
 }
 
+/// The `cortex` binary under test, inside network namespace `ns` when given.
+pub fn cortex_in(ns: Option<&str>) -> Command {
+    match ns {
+        None => cortex(),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cortex")]);
+            c
+        }
+    }
+}
+
 /// An environment with no host config: empty config root, empty kernel command line, private HOME.
 pub fn isolate(cmd: &mut Command, sandbox: &Path) {
     let root = sandbox.join("config-root");
@@ -42,6 +54,8 @@ pub fn free_addr() -> String {
 
 pub struct Node {
     child: Option<Child>,
+    /// The network namespace the node runs in (`None`: the test's own).
+    pub ns: Option<String>,
     pub sandbox: PathBuf,
     pub data_dir: PathBuf,
     pub grpc: String,
@@ -62,6 +76,17 @@ impl Node {
         args: &[&str],
         env: impl FnOnce(&mut Command),
     ) -> Node {
+        Node::start_in(None, sandbox, data_dir, args, env)
+    }
+
+    /// Starts `cortex up` inside network namespace `ns` (when given).
+    pub fn start_in(
+        ns: Option<&str>,
+        sandbox: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: impl FnOnce(&mut Command),
+    ) -> Node {
         let stderr_path = sandbox.join(format!(
             "stderr-{}.log",
             std::time::SystemTime::now()
@@ -69,7 +94,7 @@ impl Node {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let mut cmd = cortex();
+        let mut cmd = cortex_in(ns);
         isolate(&mut cmd, sandbox);
         env(&mut cmd);
         cmd.args(["-o", "json", "up"]);
@@ -81,11 +106,11 @@ impl Node {
             cmd.args(["--http-addr", "127.0.0.1:0"]);
         }
         cmd.arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
+            .arg(data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
         let mut child = cmd.spawn().expect("spawn cortex up");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
@@ -110,6 +135,7 @@ impl Node {
             .unwrap_or_else(|e| panic!("cortex up printed non-JSON {line:?}: {e}"));
         let node = Node {
             child: Some(child),
+            ns: ns.map(String::from),
             sandbox: sandbox.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             grpc: info["grpc_addr"].as_str().expect("grpc_addr").to_string(),
@@ -124,7 +150,15 @@ impl Node {
     pub fn wait_ready(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(r) = http::get(&self.http, "/readyz") {
+            if self.ns.is_some() {
+                // The test cannot reach into the namespace over HTTP; ask through the CLI.
+                let out = self.cli(&["-o", "json", "status"]);
+                let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                if out.status.success() && s["leader_id"].is_u64() && s["commit_index"] == s["applied_index"]
+                {
+                    return;
+                }
+            } else if let Ok(r) = http::get(&self.http, "/readyz") {
                 if r.status == 200 {
                     return;
                 }
@@ -157,7 +191,7 @@ impl Node {
 
     /// Runs a client command against this node with the admin token.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = cortex();
+        let mut cmd = cortex_in(self.ns.as_deref());
         isolate(&mut cmd, &self.sandbox);
         cmd.args(args)
             .env("CORTEX_SERVER", &self.grpc)

@@ -35,13 +35,17 @@ pub fn require_coordinator<T>(req: &Request<T>) -> Result<u64, Status> {
     let certs = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("raft rpc needs a cluster node certificate (mTLS)"))?;
-    let leaf = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
     match node_identity_from_cert_der(leaf.as_ref()) {
         Some((id, role)) if role == "coordinator" => Ok(id),
         Some((id, role)) => Err(Status::permission_denied(format!(
             "node {id} has role {role}; only coordinators take part in Raft"
         ))),
-        None => Err(Status::unauthenticated("the client certificate is not a Cortex node certificate")),
+        None => Err(Status::unauthenticated(
+            "the client certificate is not a Cortex node certificate",
+        )),
     }
 }
 

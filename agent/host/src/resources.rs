@@ -48,7 +48,9 @@ impl Sampler {
 /// Free bytes on the filesystem holding `path` (the longest matching mount point).
 fn disk_free(path: &Path) -> u64 {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let Ok(disks) = Disks::new_with_refreshed_list() else { return 0 };
+    let Ok(disks) = Disks::new_with_refreshed_list() else {
+        return 0;
+    };
     disks
         .iter()
         .filter(|d| path.starts_with(d.mount_point()))

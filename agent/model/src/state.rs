@@ -40,7 +40,11 @@ impl ClusterState {
     /// every replica. Invalid commands are rejected without changing anything.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
         match cmd {
-            Command::InitCluster { cluster_id, ca_cert_pem, at_ms } => {
+            Command::InitCluster {
+                cluster_id,
+                ca_cert_pem,
+                at_ms,
+            } => {
                 if self.cluster_id.is_none() {
                     self.cluster_id = Some(cluster_id.clone());
                     self.ca_cert_pem = ca_cert_pem.clone();
@@ -147,25 +151,48 @@ impl ClusterState {
                 Outcome::Done
             }
             Command::RequestJoin { node, join, at_ms } => self.request_join(node, join, *at_ms),
-            Command::ApproveNode { node_id, cert_pem, at_ms } => {
+            Command::ApproveNode {
+                node_id,
+                cert_pem,
+                at_ms,
+            } => {
                 let Some(n) = self.nodes.get_mut(node_id) else {
-                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
                 };
                 if n.state != NodeState::Pending {
                     return Outcome::Rejected {
-                        reason: format!("node {} is {}, only a pending node can be approved", n.name, n.state.as_str()),
+                        reason: format!(
+                            "node {} is {}, only a pending node can be approved",
+                            n.name,
+                            n.state.as_str()
+                        ),
                     };
                 }
                 n.state = NodeState::Ready;
                 n.cert_pem = Some(cert_pem.clone());
                 n.updated_at_ms = *at_ms;
                 let (name, record) = (n.name.clone(), n.clone());
-                self.event(*at_ms, Some(*node_id), "node_approved", format!("node {name} ({node_id}) approved"));
-                Outcome::Node { node: Box::new(record) }
+                self.event(
+                    *at_ms,
+                    Some(*node_id),
+                    "node_approved",
+                    format!("node {name} ({node_id}) approved"),
+                );
+                Outcome::Node {
+                    node: Box::new(record),
+                }
             }
-            Command::RejectNode { node_id, reason, at_ms } => {
+            Command::RejectNode {
+                node_id,
+                reason,
+                at_ms,
+            } => {
                 let Some(n) = self.nodes.get_mut(node_id) else {
-                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
                 };
                 if n.state != NodeState::Pending {
                     return Outcome::Rejected {
@@ -182,12 +209,26 @@ impl ClusterState {
                 }
                 n.updated_at_ms = *at_ms;
                 let (name, record) = (n.name.clone(), n.clone());
-                self.event(*at_ms, Some(*node_id), "node_rejected", format!("node {name} ({node_id}) rejected: {reason}"));
-                Outcome::Node { node: Box::new(record) }
+                self.event(
+                    *at_ms,
+                    Some(*node_id),
+                    "node_rejected",
+                    format!("node {name} ({node_id}) rejected: {reason}"),
+                );
+                Outcome::Node {
+                    node: Box::new(record),
+                }
             }
-            Command::SetNodeState { node_id, state, reason, at_ms } => {
+            Command::SetNodeState {
+                node_id,
+                state,
+                reason,
+                at_ms,
+            } => {
                 let Some(n) = self.nodes.get_mut(node_id) else {
-                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
                 };
                 if matches!(n.state, NodeState::Pending | NodeState::Rejected) {
                     return Outcome::Rejected {
@@ -195,7 +236,9 @@ impl ClusterState {
                     };
                 }
                 if n.state == *state {
-                    return Outcome::Node { node: Box::new(n.clone()) };
+                    return Outcome::Node {
+                        node: Box::new(n.clone()),
+                    };
                 }
                 let from = n.state;
                 n.state = *state;
@@ -205,15 +248,28 @@ impl ClusterState {
                     *at_ms,
                     Some(*node_id),
                     &format!("node_{}", state.as_str()),
-                    format!("node {name} ({node_id}): {} → {} ({reason})", from.as_str(), state.as_str()),
+                    format!(
+                        "node {name} ({node_id}): {} → {} ({reason})",
+                        from.as_str(),
+                        state.as_str()
+                    ),
                 );
-                Outcome::Node { node: Box::new(record) }
+                Outcome::Node {
+                    node: Box::new(record),
+                }
             }
             Command::RemoveNode { node_id, at_ms } => {
                 let Some(n) = self.nodes.remove(node_id) else {
-                    return Outcome::Rejected { reason: format!("no node with id {node_id}") };
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
                 };
-                self.event(*at_ms, Some(*node_id), "node_removed", format!("node {} ({node_id}) removed", n.name));
+                self.event(
+                    *at_ms,
+                    Some(*node_id),
+                    "node_removed",
+                    format!("node {} ({node_id}) removed", n.name),
+                );
                 Outcome::Done
             }
             Command::RevokeToken { id, at_ms } => {
@@ -242,9 +298,13 @@ impl ClusterState {
                     existing.inventory = node.inventory.clone();
                     existing.join = Some(join.clone());
                     existing.updated_at_ms = at_ms;
-                    Outcome::Node { node: Box::new(existing.clone()) }
+                    Outcome::Node {
+                        node: Box::new(existing.clone()),
+                    }
                 }
-                _ if same_key => Outcome::Node { node: Box::new(existing.clone()) },
+                _ if same_key => Outcome::Node {
+                    node: Box::new(existing.clone()),
+                },
                 _ => Outcome::Rejected {
                     reason: format!(
                         "node id {} is already {} with a different key; a new machine needs a new data dir",
@@ -256,18 +316,30 @@ impl ClusterState {
         }
         if let Some(token_id) = &join.token_id {
             match self.tokens.get_mut(token_id) {
-                None => return Outcome::Rejected { reason: format!("unknown join token {token_id:?}") },
+                None => {
+                    return Outcome::Rejected {
+                        reason: format!("unknown join token {token_id:?}"),
+                    }
+                }
                 Some(t) if t.kind != TokenKind::Join => {
-                    return Outcome::Rejected { reason: format!("token {token_id:?} is not a join token") }
+                    return Outcome::Rejected {
+                        reason: format!("token {token_id:?} is not a join token"),
+                    }
                 }
                 Some(t) if t.revoked => {
-                    return Outcome::Rejected { reason: format!("join token {token_id:?} has been revoked") }
+                    return Outcome::Rejected {
+                        reason: format!("join token {token_id:?} has been revoked"),
+                    }
                 }
                 Some(t) if t.expires_at_ms.is_some_and(|e| at_ms >= e) => {
-                    return Outcome::Rejected { reason: format!("join token {token_id:?} has expired") }
+                    return Outcome::Rejected {
+                        reason: format!("join token {token_id:?} has expired"),
+                    }
                 }
                 Some(t) if t.uses_left == Some(0) => {
-                    return Outcome::Rejected { reason: format!("join token {token_id:?} has no uses left") }
+                    return Outcome::Rejected {
+                        reason: format!("join token {token_id:?} has no uses left"),
+                    }
                 }
                 Some(t) => {
                     if let Some(n) = t.uses_left.as_mut() {
@@ -303,7 +375,9 @@ impl ClusterState {
                 join.verification_code
             ),
         );
-        Outcome::Node { node: Box::new(record) }
+        Outcome::Node {
+            node: Box::new(record),
+        }
     }
 
     /// Checks a presented token (given as its SHA-256 hex digest) at time `now_ms`.
@@ -316,7 +390,10 @@ impl ClusterState {
     ) -> Result<&TokenRecord, TokenRejection> {
         let token = self.find_token(sha256_hex)?;
         if token.kind != TokenKind::Api {
-            return Err(TokenRejection::WrongKind { id: token.id.clone(), kind: token.kind });
+            return Err(TokenRejection::WrongKind {
+                id: token.id.clone(),
+                kind: token.kind,
+            });
         }
         if token.revoked {
             return Err(TokenRejection::Revoked { id: token.id.clone() });
@@ -338,7 +415,10 @@ impl ClusterState {
     pub fn join_token(&self, sha256_hex: &str, now_ms: UnixMillis) -> Result<&TokenRecord, TokenRejection> {
         let token = self.find_token(sha256_hex)?;
         if token.kind != TokenKind::Join {
-            return Err(TokenRejection::WrongKind { id: token.id.clone(), kind: token.kind });
+            return Err(TokenRejection::WrongKind {
+                id: token.id.clone(),
+                kind: token.kind,
+            });
         }
         if token.revoked {
             return Err(TokenRejection::Revoked { id: token.id.clone() });
@@ -353,7 +433,10 @@ impl ClusterState {
     }
 
     fn find_token(&self, sha256_hex: &str) -> Result<&TokenRecord, TokenRejection> {
-        self.tokens.values().find(|t| t.sha256 == sha256_hex).ok_or(TokenRejection::Unknown)
+        self.tokens
+            .values()
+            .find(|t| t.sha256 == sha256_hex)
+            .ok_or(TokenRejection::Unknown)
     }
 
     /// Finds a node by numeric id or by (unique) name.

@@ -8,7 +8,11 @@ use sha2::{Digest, Sha256};
 pub fn verification_code(csr_pem: &str) -> String {
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
     let digest = Sha256::digest(csr_pem.as_bytes());
-    let chars: String = digest.iter().take(8).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let chars: String = digest
+        .iter()
+        .take(8)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
     format!("{}-{}", &chars[..4], &chars[4..])
 }
 
@@ -22,6 +26,8 @@ mod tests {
         assert_eq!(a, verification_code("csr-a"));
         assert_ne!(a, verification_code("csr-b"));
         assert_eq!(a.len(), 9);
-        assert!(a.chars().all(|c| c == '-' || (c.is_ascii_alphanumeric() && !"01OIL".contains(c))));
+        assert!(a
+            .chars()
+            .all(|c| c == '-' || (c.is_ascii_alphanumeric() && !"01OIL".contains(c))));
     }
 }

@@ -25,7 +25,10 @@ impl Health {
     }
 
     pub fn snapshot(&self) -> (bool, String) {
-        self.0.lock().map(|h| h.clone()).unwrap_or((false, "unknown".into()))
+        self.0
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or((false, "unknown".into()))
     }
 }
 
@@ -85,14 +88,18 @@ impl Heartbeat {
             }
             let target = match &self.leader {
                 Some(l) => l.clone(),
-                None if !self.coordinators.is_empty() => self.coordinators[next % self.coordinators.len()].clone(),
+                None if !self.coordinators.is_empty() => {
+                    self.coordinators[next % self.coordinators.len()].clone()
+                }
                 None => {
                     self.health.set(false, "no coordinator address known".into());
                     continue;
                 }
             };
             let resources = sampler.sample(&self.data_dir);
-            let Some(channel) = self.channel(&target) else { continue };
+            let Some(channel) = self.channel(&target) else {
+                continue;
+            };
             let mut req = tonic::Request::new(HeartbeatRequest {
                 node_id: self.node_id,
                 resources_json: serde_json::to_string(&resources).unwrap_or_default(),
@@ -109,7 +116,10 @@ impl Heartbeat {
                 }
                 Err(status) => {
                     tracing::debug!(coordinator = %target, "heartbeat failed: {}", status.message());
-                    self.health.set(false, format!("heartbeat to {target} failed: {}", status.message()));
+                    self.health.set(
+                        false,
+                        format!("heartbeat to {target} failed: {}", status.message()),
+                    );
                     self.channels.remove(&target);
                     self.leader = None;
                     next += 1;

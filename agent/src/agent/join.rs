@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cortex_cluster::pki::{
-    csr_for_key, fetch_pinned_ca, load_node_key, new_key_and_csr, save_node_credentials, save_node_key, ClusterCa,
-    NodeCredentials, NodeFiles, PkiError,
+    csr_for_key, fetch_pinned_ca, load_node_key, new_key_and_csr, save_node_credentials, save_node_key,
+    ClusterCa, NodeCredentials, NodeFiles, PkiError,
 };
 use cortex_model::inventory::Inventory;
 use cortex_proto::v1::cortex_client::CortexClient;
@@ -39,8 +39,13 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
              (create one on a coordinator with `cortex token create`)"
         )
     })?;
-    let token = JoinToken::parse(token_text).map_err(|e| anyhow::anyhow!("the join token is not valid: {e}"))?;
-    let addrs = if r.config.join.is_empty() { token.addrs.clone() } else { r.config.join.clone() };
+    let token =
+        JoinToken::parse(token_text).map_err(|e| anyhow::anyhow!("the join token is not valid: {e}"))?;
+    let addrs = if r.config.join.is_empty() {
+        token.addrs.clone()
+    } else {
+        r.config.join.clone()
+    };
 
     let key_pem = match load_node_key(r.files)? {
         Some(k) => k,
@@ -97,7 +102,11 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
         match step.await {
             Ok((resp, ca_pem, req)) => match resp.status.as_str() {
                 "approved" => {
-                    let creds = NodeCredentials { key_pem: key_pem.clone(), cert_pem: resp.cert_pem, ca_pem };
+                    let creds = NodeCredentials {
+                        key_pem: key_pem.clone(),
+                        cert_pem: resp.cert_pem,
+                        ca_pem,
+                    };
                     save_node_credentials(r.files, &creds)?;
                     if role == Role::Coordinator {
                         fetch_ca_key(addr, &creds, req, r.files).await?;
@@ -120,8 +129,14 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
                 }
                 if let Some(status) = e.downcast_ref::<tonic::Status>() {
                     match status.code() {
-                        tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::PermissionDenied => {
-                            return Err(JoinError::Refused(format!("the coordinator refused: {}", status.message())).into());
+                        tonic::Code::Unauthenticated
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::PermissionDenied => {
+                            return Err(JoinError::Refused(format!(
+                                "the coordinator refused: {}",
+                                status.message()
+                            ))
+                            .into());
                         }
                         _ => {}
                     }
@@ -136,11 +151,23 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
 
 /// An approved coordinator asks again, now over mTLS with its new certificate, and receives
 /// the CA key (it will sign approvals when it leads).
-async fn fetch_ca_key(addr: &str, creds: &NodeCredentials, req: JoinRequest, files: &NodeFiles) -> anyhow::Result<()> {
+async fn fetch_ca_key(
+    addr: &str,
+    creds: &NodeCredentials,
+    req: JoinRequest,
+    files: &NodeFiles,
+) -> anyhow::Result<()> {
     let tls = cortex_cluster::pki::client_tls(&creds.ca_pem, Some(creds));
     let channel = cortex_cluster::pki::lazy_channel(addr, &tls, Duration::from_secs(3))?;
-    let resp = CortexClient::new(channel).join(req).await.context("fetching the CA key")?.into_inner();
-    anyhow::ensure!(!resp.ca_key_pem.is_empty(), "the coordinator did not hand out the CA key to this coordinator");
+    let resp = CortexClient::new(channel)
+        .join(req)
+        .await
+        .context("fetching the CA key")?
+        .into_inner();
+    anyhow::ensure!(
+        !resp.ca_key_pem.is_empty(),
+        "the coordinator did not hand out the CA key to this coordinator"
+    );
     let ca = ClusterCa::from_pem(creds.ca_pem.clone(), resp.ca_key_pem)?;
     files.save_ca(&ca)?;
     Ok(())

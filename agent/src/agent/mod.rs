@@ -29,7 +29,9 @@ struct Joined {
 
 pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
     crate::daemon::init_tracing(&config.log_level);
-    if config.role == Role::Coordinator && (config.grpc_addr.port() == 0 || config.grpc_addr.ip().is_unspecified()) {
+    if config.role == Role::Coordinator
+        && (config.grpc_addr.port() == 0 || config.grpc_addr.ip().is_unspecified())
+    {
         anyhow::bail!(
             "grpc_addr {}: a coordinator tells the cluster where to reach it, so it needs a concrete IP and port",
             config.grpc_addr
@@ -40,8 +42,10 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
     let identity = crate::daemon::load_identity(&log_store)?;
     let files = NodeFiles::in_dir(&config.data_dir);
     let inventory = cortex_host::collect().await;
-    let node_name =
-        config.node_name.clone().unwrap_or_else(|| crate::daemon::name_from_hostname(&inventory.hostname));
+    let node_name = config
+        .node_name
+        .clone()
+        .unwrap_or_else(|| crate::daemon::name_from_hostname(&inventory.hostname));
     let shutdown = crate::daemon::Shutdown::install()?;
 
     let creds = match load_node_credentials(&files)? {
@@ -107,10 +111,16 @@ fn coordinator_addrs(config: &Config) -> anyhow::Result<Vec<String>> {
     if !config.join.is_empty() {
         return Ok(config.join.clone());
     }
-    if let Some(t) = config.token.as_deref().and_then(|t| crate::api::JoinToken::parse(t).ok()) {
+    if let Some(t) = config
+        .token
+        .as_deref()
+        .and_then(|t| crate::api::JoinToken::parse(t).ok())
+    {
         return Ok(t.addrs);
     }
-    anyhow::bail!("no coordinator address: set `join` (--join, cortex.join=) or keep the join token in the config")
+    anyhow::bail!(
+        "no coordinator address: set `join` (--join, cortex.join=) or keep the join token in the config"
+    )
 }
 
 mod health {
@@ -127,19 +137,29 @@ mod health {
 
     use super::heartbeat::Health;
 
-    pub async fn serve(listener: TcpListener, health: Health, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve(
+        listener: TcpListener,
+        health: Health,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let app = Router::new()
             .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
             .route(
                 "/readyz",
                 get(|State(h): State<Health>| async move {
                     let (ok, detail) = h.snapshot();
-                    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    let code = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     (code, Json(json!({ "ready": ok, "detail": detail })))
                 }),
             )
             .with_state(health);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
         Ok(())
     }
 }

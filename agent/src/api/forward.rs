@@ -20,7 +20,10 @@ pub async fn to_leader(tls: &ClientTlsConfig, leader_addr: &str, cmd: &Command) 
     let reply = client.forward(req).await.map_err(|s| match s.code() {
         tonic::Code::FailedPrecondition => ApiError::Rejected(s.message().to_string()),
         tonic::Code::InvalidArgument => ApiError::invalid("command", s.message()),
-        _ => ApiError::Unavailable(format!("forwarding to the leader at {leader_addr} failed: {}", s.message())),
+        _ => ApiError::Unavailable(format!(
+            "forwarding to the leader at {leader_addr} failed: {}",
+            s.message()
+        )),
     })?;
     serde_json::from_str(&reply.into_inner().outcome_json)
         .map_err(|e| ApiError::Internal(format!("the leader's reply could not be decoded: {e}")))

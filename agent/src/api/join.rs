@@ -64,7 +64,9 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     fn allow(&self, ip: IpAddr) -> bool {
-        let Ok(mut hits) = self.hits.lock() else { return true };
+        let Ok(mut hits) = self.hits.lock() else {
+            return true;
+        };
         let now = Instant::now();
         if hits.len() > 10_000 {
             hits.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < RATE_WINDOW));
@@ -85,12 +87,22 @@ fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory), ApiError> {
     }
     let name_ok = !input.name.is_empty()
         && input.name.len() <= 63
-        && input.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && input
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !name_ok {
-        return Err(ApiError::invalid("name", "must be 1 to 63 characters of letters, digits, '-', '_', '.'"));
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 63 characters of letters, digits, '-', '_', '.'",
+        ));
     }
-    let role = crate::convert::parse_role(&input.role)
-        .ok_or_else(|| ApiError::invalid("role", format!("must be coordinator or worker, got {:?}", input.role)))?;
+    let role = crate::convert::parse_role(&input.role).ok_or_else(|| {
+        ApiError::invalid(
+            "role",
+            format!("must be coordinator or worker, got {:?}", input.role),
+        )
+    })?;
     for (field, addr) in [("grpc_addr", &input.grpc_addr), ("http_addr", &input.http_addr)] {
         // Workers do not serve gRPC (yet): they may leave grpc_addr empty.
         let optional = field == "grpc_addr" && role == NodeRole::Worker;
@@ -99,18 +111,31 @@ fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory), ApiError> {
         }
     }
     if input.csr_pem.is_empty() || input.csr_pem.len() > MAX_CSR {
-        return Err(ApiError::invalid("csr_pem", format!("must be a PEM certificate request of at most {MAX_CSR} bytes")));
+        return Err(ApiError::invalid(
+            "csr_pem",
+            format!("must be a PEM certificate request of at most {MAX_CSR} bytes"),
+        ));
     }
-    cortex_cluster::pki::check_csr(&input.csr_pem).map_err(|e| ApiError::invalid("csr_pem", e.to_string()))?;
+    cortex_cluster::pki::check_csr(&input.csr_pem)
+        .map_err(|e| ApiError::invalid("csr_pem", e.to_string()))?;
     if input.inventory_json.len() > MAX_INVENTORY {
-        return Err(ApiError::invalid("inventory_json", format!("must be at most {MAX_INVENTORY} bytes")));
+        return Err(ApiError::invalid(
+            "inventory_json",
+            format!("must be at most {MAX_INVENTORY} bytes"),
+        ));
     }
     let inventory: Inventory = serde_json::from_str(&input.inventory_json)
         .map_err(|e| ApiError::invalid("inventory_json", format!("is not a valid inventory: {e}")))?;
     let code_ok = (4..=16).contains(&input.verification_code.len())
-        && input.verification_code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        && input
+            .verification_code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !code_ok {
-        return Err(ApiError::invalid("verification_code", "must be 4 to 16 letters, digits or '-'"));
+        return Err(ApiError::invalid(
+            "verification_code",
+            "must be 4 to 16 letters, digits or '-'",
+        ));
     }
     Ok((role, inventory))
 }
@@ -143,8 +168,15 @@ impl NodeApi {
             if same_request {
                 // Polling about an earlier request: the same token must be presented, but it
                 // may since have been used up or expired.
-                let original = existing.as_ref().and_then(|n| n.join.as_ref()).and_then(|j| j.token_id.clone());
-                let presented = state.tokens.values().find(|t| t.sha256 == digest).map(|t| t.id.clone());
+                let original = existing
+                    .as_ref()
+                    .and_then(|n| n.join.as_ref())
+                    .and_then(|j| j.token_id.clone());
+                let presented = state
+                    .tokens
+                    .values()
+                    .find(|t| t.sha256 == digest)
+                    .map(|t| t.id.clone());
                 if presented.is_none() || presented != original {
                     return Err(ApiError::Unauthenticated(
                         "join refused: present the join token this node first joined with".into(),
@@ -177,7 +209,11 @@ impl NodeApi {
                     inventory,
                 };
                 match self
-                    .write(Command::RequestJoin { node: Box::new(registration), join, at_ms: now_ms() })
+                    .write(Command::RequestJoin {
+                        node: Box::new(registration),
+                        join,
+                        at_ms: now_ms(),
+                    })
                     .await?
                 {
                     Outcome::Node { node } => *node,

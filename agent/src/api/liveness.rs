@@ -22,7 +22,13 @@ pub struct Liveness {
 impl Liveness {
     pub fn record(&self, node: NodeId, resources: Resources) {
         if let Ok(mut m) = self.seen.lock() {
-            m.insert(node, Seen { at: Instant::now(), resources });
+            m.insert(
+                node,
+                Seen {
+                    at: Instant::now(),
+                    resources,
+                },
+            );
         }
     }
 

@@ -16,12 +16,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cortex_cluster::pki::ClusterCa;
 use cortex_cluster::{CortexRaft, StateMachineStore};
-use tonic::transport::ClientTlsConfig;
 use cortex_model::command::{Command, Outcome};
 use cortex_model::node::{validate_label, NodeRecord, NodeState};
 use cortex_model::token::Scope;
 use cortex_model::{NodeId, UnixMillis};
 use openraft::error::{ClientWriteError, RaftError};
+use tonic::transport::ClientTlsConfig;
 
 pub use auth::{generate_token, sha256_hex, Caller};
 pub use error::ApiError;
@@ -92,7 +92,12 @@ impl NodeApi {
     /// The Raft leader's id and gRPC address, as this node knows them.
     pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
         let m = self.inner.raft.metrics().borrow().clone();
-        let addr = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        let addr = m.current_leader.and_then(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
         (m.current_leader, addr)
     }
 
@@ -103,7 +108,13 @@ impl NodeApi {
     /// Recent events after `after_seq`, oldest first, at most `limit`.
     pub fn events(&self, after_seq: u64, limit: usize) -> Vec<cortex_model::state::Event> {
         let state = self.inner.sm.state();
-        state.events.iter().filter(|e| e.seq > after_seq).take(limit).cloned().collect()
+        state
+            .events
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// gRPC addresses of the coordinators that are READY (for heartbeats and failover).
@@ -144,7 +155,13 @@ impl NodeApi {
             .ca
             .sign_node(&csr, node.id, node.role.as_str())
             .map_err(|e| ApiError::Rejected(format!("cannot sign node {}'s certificate: {e}", node.name)))?;
-        let out = self.write(Command::ApproveNode { node_id: node.id, cert_pem, at_ms: now_ms() }).await?;
+        let out = self
+            .write(Command::ApproveNode {
+                node_id: node.id,
+                cert_pem,
+                at_ms: now_ms(),
+            })
+            .await?;
         match out {
             Outcome::Node { node } => Ok(*node),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
@@ -152,11 +169,27 @@ impl NodeApi {
     }
 
     /// Rejects a pending node; it is told on its next poll and stops asking.
-    pub async fn reject_node(&self, caller: &Caller, key: &str, reason: &str) -> Result<NodeRecord, ApiError> {
+    pub async fn reject_node(
+        &self,
+        caller: &Caller,
+        key: &str,
+        reason: &str,
+    ) -> Result<NodeRecord, ApiError> {
         caller.require(Scope::Operate)?;
         let node = self.get_node(key)?;
-        let reason = if reason.trim().is_empty() { "rejected by an operator".to_string() } else { reason.to_string() };
-        match self.write(Command::RejectNode { node_id: node.id, reason, at_ms: now_ms() }).await? {
+        let reason = if reason.trim().is_empty() {
+            "rejected by an operator".to_string()
+        } else {
+            reason.to_string()
+        };
+        match self
+            .write(Command::RejectNode {
+                node_id: node.id,
+                reason,
+                at_ms: now_ms(),
+            })
+            .await?
+        {
             Outcome::Node { node } => Ok(*node),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
         }
@@ -180,8 +213,12 @@ impl NodeApi {
         match state.find_node(key) {
             Some(n) => Ok(n.clone()),
             None => {
-                let same_name: Vec<String> =
-                    state.nodes.values().filter(|n| n.name == key).map(|n| n.id.to_string()).collect();
+                let same_name: Vec<String> = state
+                    .nodes
+                    .values()
+                    .filter(|n| n.name == key)
+                    .map(|n| n.id.to_string())
+                    .collect();
                 if same_name.len() > 1 {
                     return Err(ApiError::NotFound(format!(
                         "the name {key:?} is ambiguous: nodes {} share it; use the id",
@@ -241,22 +278,31 @@ impl NodeApi {
     }
 
     /// Proposes locally; forwards to the leader only when `forward` carries the command.
-    pub(crate) async fn write_local(&self, cmd: Command, forward: Option<Command>) -> Result<Outcome, ApiError> {
+    pub(crate) async fn write_local(
+        &self,
+        cmd: Command,
+        forward: Option<Command>,
+    ) -> Result<Outcome, ApiError> {
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => match resp.data {
                 Outcome::Rejected { reason } => Err(ApiError::Rejected(reason)),
                 other => Ok(other),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_node, forward) {
-                (Some(leader), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &leader.addr, &cmd).await,
-                (Some(leader), None) => Err(ApiError::Unavailable(format!(
-                    "this node is not the Raft leader either; the leader is at {}",
-                    leader.addr
-                ))),
-                (None, _) => Err(ApiError::Unavailable(
-                    "no Raft leader is known right now (an election may be in progress); retry shortly".into(),
-                )),
-            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (f.leader_node, forward) {
+                    (Some(leader), Some(cmd)) => {
+                        forward::to_leader(&self.inner.node_tls, &leader.addr, &cmd).await
+                    }
+                    (Some(leader), None) => Err(ApiError::Unavailable(format!(
+                        "this node is not the Raft leader either; the leader is at {}",
+                        leader.addr
+                    ))),
+                    (None, _) => Err(ApiError::Unavailable(
+                        "no Raft leader is known right now (an election may be in progress); retry shortly"
+                            .into(),
+                    )),
+                }
+            }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(ApiError::Internal(format!("membership change refused: {e}")))
             }

@@ -29,10 +29,16 @@ impl JoinToken {
     /// Parses a join token; errors say which part is wrong and never echo the secret.
     pub fn parse(s: &str) -> Result<JoinToken, String> {
         let s = s.trim();
-        let body = s.strip_prefix("cxj1_").ok_or("the join token must start with cxj1_")?;
-        let (head, addrs) = body.split_once('@').ok_or("the join token has no coordinator address (…@IP:PORT)")?;
+        let body = s
+            .strip_prefix("cxj1_")
+            .ok_or("the join token must start with cxj1_")?;
+        let (head, addrs) = body
+            .split_once('@')
+            .ok_or("the join token has no coordinator address (…@IP:PORT)")?;
         let mut parts = head.split('_');
-        let (Some(ca), Some(id), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(ca), Some(id), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err("the join token is malformed (expected cxj1_<ca>_<id>_<secret>@<addrs>)".into());
         };
         let hex = |v: &str, n: usize| v.len() == n && v.chars().all(|c| c.is_ascii_hexdigit());
@@ -42,17 +48,30 @@ impl JoinToken {
         if !hex(id, 8) || !hex(secret, 64) {
             return Err("the join token's id or secret is malformed".into());
         }
-        let addrs: Vec<String> = addrs.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+        let addrs: Vec<String> = addrs
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
         if addrs.is_empty() {
             return Err("the join token has no coordinator address".into());
         }
         for a in &addrs {
-            let ok = a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
             if !ok {
-                return Err(format!("the join token's coordinator address {a:?} is not HOST:PORT"));
+                return Err(format!(
+                    "the join token's coordinator address {a:?} is not HOST:PORT"
+                ));
             }
         }
-        Ok(JoinToken { ca_fingerprint: ca.to_ascii_lowercase(), secret: format!("cxt_{id}_{secret}"), addrs })
+        Ok(JoinToken {
+            ca_fingerprint: ca.to_ascii_lowercase(),
+            secret: format!("cxt_{id}_{secret}"),
+            addrs,
+        })
     }
 }
 
@@ -69,26 +88,45 @@ pub struct NewToken {
 
 impl NodeApi {
     /// Mints a token; returns its record and the whole secret string (shown once).
-    pub async fn create_token(&self, caller: &Caller, t: NewToken) -> Result<(TokenRecord, String), ApiError> {
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        t: NewToken,
+    ) -> Result<(TokenRecord, String), ApiError> {
         match t.kind {
             TokenKind::Api => caller.require(Scope::Admin)?,
             TokenKind::Join => caller.require(Scope::Operate)?,
         }
         if t.name.len() > 64 || t.name.chars().any(char::is_control) {
-            return Err(ApiError::invalid("name", "must be at most 64 printable characters"));
+            return Err(ApiError::invalid(
+                "name",
+                "must be at most 64 printable characters",
+            ));
         }
         if t.kind == TokenKind::Api && (t.uses != 0 || t.auto_approve) {
-            return Err(ApiError::invalid("uses", "uses and auto_approve apply to join tokens only"));
+            return Err(ApiError::invalid(
+                "uses",
+                "uses and auto_approve apply to join tokens only",
+            ));
         }
         let generated = generate_token();
         let now = now_ms();
         let record = TokenRecord {
             id: generated.id.clone(),
-            name: if t.name.is_empty() { format!("{}-{}", t.kind.as_str(), generated.id) } else { t.name },
-            scope: if t.kind == TokenKind::Join { Scope::Read } else { t.scope },
+            name: if t.name.is_empty() {
+                format!("{}-{}", t.kind.as_str(), generated.id)
+            } else {
+                t.name
+            },
+            scope: if t.kind == TokenKind::Join {
+                Scope::Read
+            } else {
+                t.scope
+            },
             sha256: generated.sha256.clone(),
             created_at_ms: now,
-            expires_at_ms: (t.ttl_seconds > 0).then(|| now.saturating_add(t.ttl_seconds.saturating_mul(1000))),
+            expires_at_ms: (t.ttl_seconds > 0)
+                .then(|| now.saturating_add(t.ttl_seconds.saturating_mul(1000))),
             revoked: false,
             kind: t.kind,
             uses_left: (t.uses > 0).then_some(t.uses),
@@ -98,14 +136,25 @@ impl NodeApi {
             TokenKind::Api => generated.secret.clone(),
             TokenKind::Join => {
                 let ca_fingerprint = self.status().await.ca_fingerprint;
-                let addrs = if t.join_addrs.is_empty() { self.coordinator_addrs() } else { t.join_addrs };
-                let token = JoinToken { ca_fingerprint, secret: generated.secret.clone(), addrs };
+                let addrs = if t.join_addrs.is_empty() {
+                    self.coordinator_addrs()
+                } else {
+                    t.join_addrs
+                };
+                let token = JoinToken {
+                    ca_fingerprint,
+                    secret: generated.secret.clone(),
+                    addrs,
+                };
                 let rendered = token.render();
                 JoinToken::parse(&rendered).map_err(|e| ApiError::invalid("join_addrs", e))?;
                 rendered
             }
         };
-        self.write(Command::CreateToken { token: record.clone() }).await?;
+        self.write(Command::CreateToken {
+            token: record.clone(),
+        })
+        .await?;
         Ok((record, secret))
     }
 
@@ -117,9 +166,15 @@ impl NodeApi {
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<TokenRecord, ApiError> {
         caller.require(Scope::Admin)?;
         if !self.inner.sm.state().tokens.contains_key(id) {
-            return Err(ApiError::NotFound(format!("no token with id {id:?}; `cortex token list` shows them")));
+            return Err(ApiError::NotFound(format!(
+                "no token with id {id:?}; `cortex token list` shows them"
+            )));
         }
-        self.write(Command::RevokeToken { id: id.to_string(), at_ms: now_ms() }).await?;
+        self.write(Command::RevokeToken {
+            id: id.to_string(),
+            at_ms: now_ms(),
+        })
+        .await?;
         self.inner
             .sm
             .state()
@@ -142,11 +197,18 @@ mod tests {
             addrs: vec!["10.231.0.1:7071".into(), "coord:7071".into()],
         };
         assert_eq!(JoinToken::parse(&t.render()), Ok(t.clone()));
-        assert_eq!(JoinToken::parse("nope"), Err("the join token must start with cxj1_".into()));
+        assert_eq!(
+            JoinToken::parse("nope"),
+            Err("the join token must start with cxj1_".into())
+        );
         let no_addr = t.render().split('@').next().unwrap_or_default().to_string();
-        assert!(JoinToken::parse(&no_addr).unwrap_err().contains("no coordinator address"));
+        assert!(JoinToken::parse(&no_addr)
+            .unwrap_err()
+            .contains("no coordinator address"));
         let bad_port = t.render().replace("coord:7071", "coord:http");
-        assert!(JoinToken::parse(&bad_port).unwrap_err().contains("\"coord:http\" is not HOST:PORT"));
+        assert!(JoinToken::parse(&bad_port)
+            .unwrap_err()
+            .contains("\"coord:http\" is not HOST:PORT"));
         let err = JoinToken::parse(&t.render().replace(&"b".repeat(64), "zz")).unwrap_err();
         assert!(!err.contains("zz"), "errors never echo the secret: {err}");
     }

@@ -8,8 +8,17 @@ use crate::client::{Client, ClientArgs};
 
 pub async fn run(args: &ClientArgs, after: u64, limit: u32, out: Output) -> anyhow::Result<()> {
     let mut c = Client::connect(args).await?;
-    let req = c.request(ListEventsRequest { after_seq: after, limit });
-    let json = c.grpc.list_events(req).await.map_err(|e| c.error(e))?.into_inner().events_json;
+    let req = c.request(ListEventsRequest {
+        after_seq: after,
+        limit,
+    });
+    let json = c
+        .grpc
+        .list_events(req)
+        .await
+        .map_err(|e| c.error(e))?
+        .into_inner()
+        .events_json;
     let events: Vec<Event> = serde_json::from_str(&json)?;
     if out == Output::Json {
         return output::print_json(&serde_json::json!({ "events": events }));

@@ -2,10 +2,10 @@
 
 mod events;
 mod node;
-mod token;
 mod output;
 mod pxe;
 mod status;
+mod token;
 mod writes;
 
 use std::net::SocketAddr;
@@ -179,7 +179,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => {
             if !args.join.is_empty() || args.token.is_some() || args.role.is_some() {
-                anyhow::bail!("`cortex up` creates a cluster; to join one, run `cortex agent --join ADDR --token T`");
+                anyhow::bail!(
+                    "`cortex up` creates a cluster; to join one, run `cortex agent --join ADDR --token T`"
+                );
             }
             let config = crate::config::load(&crate::config::Sources::system(), &args.overrides())?;
             crate::daemon::up(config, out).await?;
@@ -202,7 +204,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NodeCommand::Show { node, client } => node::show(&client, &node, out).await?,
             NodeCommand::Label { node, labels, client } => node::label(&client, &node, &labels, out).await?,
             NodeCommand::Approve { node, client } => node::approve(&client, &node, out).await?,
-            NodeCommand::Reject { node, reason, client } => node::reject(&client, &node, &reason, out).await?,
+            NodeCommand::Reject { node, reason, client } => {
+                node::reject(&client, &node, &reason, out).await?
+            }
         },
         Command::Loadgen { command } => writes::run(command, out).await?,
         Command::Agent(args) => {

@@ -39,7 +39,9 @@ pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
                 n.name.clone(),
                 n.role.as_str().into(),
                 match (&n.state, &n.join) {
-                    (cortex_model::node::NodeState::Pending, Some(j)) => format!("pending (code {})", j.verification_code),
+                    (cortex_model::node::NodeState::Pending, Some(j)) => {
+                        format!("pending (code {})", j.verification_code)
+                    }
                     _ => n.state.as_str().into(),
                 },
                 n.grpc_addr.clone(),
@@ -100,20 +102,42 @@ pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) 
 
 pub async fn approve(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
-    let req = client.request(NodeDecisionRequest { key: key.to_string(), reason: String::new() });
-    let node = client.grpc.approve_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let req = client.request(NodeDecisionRequest {
+        key: key.to_string(),
+        reason: String::new(),
+    });
+    let node = client
+        .grpc
+        .approve_node(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
     let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&node);
     }
-    println!("node {} ({}) approved: {} {}", node.name, node.id, node.role.as_str(), node.state.as_str());
+    println!(
+        "node {} ({}) approved: {} {}",
+        node.name,
+        node.id,
+        node.role.as_str(),
+        node.state.as_str()
+    );
     Ok(())
 }
 
 pub async fn reject(args: &ClientArgs, key: &str, reason: &str, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
-    let req = client.request(NodeDecisionRequest { key: key.to_string(), reason: reason.to_string() });
-    let node = client.grpc.reject_node(req).await.map_err(|e| client.error(e))?.into_inner();
+    let req = client.request(NodeDecisionRequest {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    });
+    let node = client
+        .grpc
+        .reject_node(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
     let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&node);

@@ -47,7 +47,9 @@ pub enum TokenCommand {
 /// `90s`, `30m`, `1h`, `7d` → seconds.
 fn parse_ttl(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("--ttl {s:?}: expected a number with s, m, h or d"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("--ttl {s:?}: expected a number with s, m, h or d"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -58,12 +60,22 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
     if n == 0 {
         return Err("--ttl must be positive".into());
     }
-    n.checked_mul(mult).ok_or_else(|| format!("--ttl {s:?} is too long"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("--ttl {s:?} is too long"))
 }
 
 pub async fn run(cmd: TokenCommand, out: Output) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Create { kind, scope, ttl, uses, auto_approve, name, join_addrs, client } => {
+        TokenCommand::Create {
+            kind,
+            scope,
+            ttl,
+            uses,
+            auto_approve,
+            name,
+            join_addrs,
+            client,
+        } => {
             let mut c = Client::connect(&client).await?;
             let req = c.request(CreateTokenRequest {
                 kind,
@@ -74,21 +86,37 @@ pub async fn run(cmd: TokenCommand, out: Output) -> anyhow::Result<()> {
                 auto_approve,
                 join_addrs,
             });
-            let resp = c.grpc.create_token(req).await.map_err(|e| c.error(e))?.into_inner();
+            let resp = c
+                .grpc
+                .create_token(req)
+                .await
+                .map_err(|e| c.error(e))?
+                .into_inner();
             if out == Output::Json {
                 let t = resp.token.as_ref().map(token_json);
                 return output::print_json(&serde_json::json!({ "token": t, "secret": resp.secret }));
             }
             // The secret alone on stdout, so `T=$(cortex token create)` works; details on stderr.
             if let Some(t) = &resp.token {
-                eprintln!("created {} token {} ({}); it is shown only now", t.kind, t.id, describe(t));
+                eprintln!(
+                    "created {} token {} ({}); it is shown only now",
+                    t.kind,
+                    t.id,
+                    describe(t)
+                );
             }
             println!("{}", resp.secret);
         }
         TokenCommand::List(client) => {
             let mut c = Client::connect(&client).await?;
             let req = c.request(ListTokensRequest {});
-            let tokens = c.grpc.list_tokens(req).await.map_err(|e| c.error(e))?.into_inner().tokens;
+            let tokens = c
+                .grpc
+                .list_tokens(req)
+                .await
+                .map_err(|e| c.error(e))?
+                .into_inner()
+                .tokens;
             if out == Output::Json {
                 let v: Vec<_> = tokens.iter().map(token_json).collect();
                 return output::print_json(&serde_json::json!({ "tokens": v }));
@@ -102,7 +130,12 @@ pub async fn run(cmd: TokenCommand, out: Output) -> anyhow::Result<()> {
         TokenCommand::Revoke { id, client } => {
             let mut c = Client::connect(&client).await?;
             let req = c.request(RevokeTokenRequest { id });
-            let t = c.grpc.revoke_token(req).await.map_err(|e| c.error(e))?.into_inner();
+            let t = c
+                .grpc
+                .revoke_token(req)
+                .await
+                .map_err(|e| c.error(e))?
+                .into_inner();
             if out == Output::Json {
                 return output::print_json(&token_json(&t));
             }
@@ -119,7 +152,11 @@ fn describe(t: &Token) -> String {
     }
     if let Some(exp) = t.expires_at_ms {
         let left = exp.saturating_sub(crate::api::now_ms());
-        parts.push(if left == 0 { "expired".into() } else { format!("expires in {}", output::duration_ms(left)) });
+        parts.push(if left == 0 {
+            "expired".into()
+        } else {
+            format!("expires in {}", output::duration_ms(left))
+        });
     }
     if let Some(u) = t.uses_left {
         parts.push(format!("{u} uses left"));

@@ -45,7 +45,10 @@ pub async fn run(
     let raft = api.raft();
     if joined {
         // The leader adds this node to the membership; until then it has no leader to wait for.
-        return Ok(Booted { cluster_id: api.status().await.cluster_id, created: false });
+        return Ok(Booted {
+            cluster_id: api.status().await.cluster_id,
+            created: false,
+        });
     }
     let created = !raft.is_initialized().await.context("reading the Raft state")?;
     if !created {
@@ -76,10 +79,15 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        return Ok(Booted { cluster_id, created: false });
+        return Ok(Booted {
+            cluster_id,
+            created: false,
+        });
     }
     let members = BTreeMap::from([(identity.node_id, BasicNode::new(reg.grpc_addr.to_string()))]);
-    raft.initialize(members).await.context("initialising the one-voter Raft group")?;
+    raft.initialize(members)
+        .await
+        .context("initialising the one-voter Raft group")?;
     tracing::info!(node_id = identity.node_id, "initialised a new one-voter cluster");
     raft.wait(Some(timeout))
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
@@ -93,7 +101,10 @@ pub async fn run(
     .await?;
     ensure_admin_token(api, &dirs.admin_token).await?;
     register(api, identity.node_id, &reg).await?;
-    Ok(Booted { cluster_id: identity.cluster_id.clone(), created: true })
+    Ok(Booted {
+        cluster_id: identity.cluster_id.clone(),
+        created: true,
+    })
 }
 
 /// Records (or refreshes) this coordinator's node record with its current inventory.

@@ -46,7 +46,11 @@ pub async fn run(api: NodeApi, cfg: ClusterConfig, shutdown: CancellationToken) 
             .into_iter()
             .filter_map(|n| {
                 let floor = (*first_seen.entry(n.id).or_insert(now)).max(since);
-                let seen = api.liveness().last_seen(n.id).map(|s| s.at.max(floor)).unwrap_or(floor);
+                let seen = api
+                    .liveness()
+                    .last_seen(n.id)
+                    .map(|s| s.at.max(floor))
+                    .unwrap_or(floor);
                 let silent = now.saturating_duration_since(seen);
                 let want = if silent >= down_after {
                     NodeState::Down
@@ -67,7 +71,15 @@ pub async fn run(api: NodeApi, cfg: ClusterConfig, shutdown: CancellationToken) 
             .collect();
         for (node_id, state, reason) in changes {
             tracing::info!(node_id, state = state.as_str(), %reason, "node state change");
-            if let Err(e) = api.write(Command::SetNodeState { node_id, state, reason, at_ms: now_ms() }).await {
+            if let Err(e) = api
+                .write(Command::SetNodeState {
+                    node_id,
+                    state,
+                    reason,
+                    at_ms: now_ms(),
+                })
+                .await
+            {
                 tracing::warn!(node_id, "could not record a node state change: {e}");
             }
         }

@@ -135,16 +135,33 @@ impl Cortex for CortexService {
         }))
     }
 
-    async fn approve_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
-        let node = self.api.approve_node(&caller, &req.into_inner().key).await.map_err(status)?;
+    async fn approve_node(
+        &self,
+        req: Request<pb::NodeDecisionRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
+        let node = self
+            .api
+            .approve_node(&caller, &req.into_inner().key)
+            .await
+            .map_err(status)?;
         Ok(Response::new(node_to_pb(&node)))
     }
 
     async fn reject_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
         let r = req.into_inner();
-        let node = self.api.reject_node(&caller, &r.key, &r.reason).await.map_err(status)?;
+        let node = self
+            .api
+            .reject_node(&caller, &r.key, &r.reason)
+            .await
+            .map_err(status)?;
         Ok(Response::new(node_to_pb(&node)))
     }
 
@@ -152,17 +169,25 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Operate).map_err(status)?;
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
         let r = req.into_inner();
         let kind = match r.kind.as_str() {
             "join" => TokenKind::Join,
             "api" | "" => TokenKind::Api,
-            other => return Err(Status::invalid_argument(format!("invalid kind: {other:?} (join or api)"))),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid kind: {other:?} (join or api)"
+                )))
+            }
         };
         let scope = match r.scope.as_str() {
             "" => Scope::Read,
-            s => Scope::parse(s)
-                .ok_or_else(|| Status::invalid_argument(format!("invalid scope: {s:?} (read, operate or admin)")))?,
+            s => Scope::parse(s).ok_or_else(|| {
+                Status::invalid_argument(format!("invalid scope: {s:?} (read, operate or admin)"))
+            })?,
         };
         let new = NewToken {
             kind,
@@ -174,24 +199,52 @@ impl Cortex for CortexService {
             join_addrs: r.join_addrs,
         };
         let (token, secret) = self.api.create_token(&caller, new).await.map_err(status)?;
-        Ok(Response::new(pb::CreateTokenResponse { token: Some(token_to_pb(&token)), secret }))
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: Some(token_to_pb(&token)),
+            secret,
+        }))
     }
 
-    async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<Response<pb::ListTokensResponse>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Admin).map_err(status)?;
-        let tokens = self.api.list_tokens(&caller).map_err(status)?.iter().map(token_to_pb).collect();
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Admin)
+            .map_err(status)?;
+        let tokens = self
+            .api
+            .list_tokens(&caller)
+            .map_err(status)?
+            .iter()
+            .map(token_to_pb)
+            .collect();
         Ok(Response::new(pb::ListTokensResponse { tokens }))
     }
 
-    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
-        let caller = self.api.authorize(bearer(&req).as_deref(), Scope::Admin).map_err(status)?;
-        let t = self.api.revoke_token(&caller, &req.into_inner().id).await.map_err(status)?;
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Admin)
+            .map_err(status)?;
+        let t = self
+            .api
+            .revoke_token(&caller, &req.into_inner().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(token_to_pb(&t)))
     }
 
-    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let (peer_id, _) =
-            peer_node(&req).ok_or_else(|| Status::unauthenticated("heartbeats need an approved node certificate"))?;
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let (peer_id, _) = peer_node(&req)
+            .ok_or_else(|| Status::unauthenticated("heartbeats need an approved node certificate"))?;
         let r = req.into_inner();
         if r.node_id != peer_id {
             return Err(Status::permission_denied(format!(
@@ -214,15 +267,25 @@ impl Cortex for CortexService {
         }))
     }
 
-    async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let r = req.into_inner();
-        let limit = if r.limit == 0 { 100 } else { r.limit.min(1000) as usize };
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            r.limit.min(1000) as usize
+        };
         let events = self.api.events(r.after_seq, limit);
         let json = serde_json::to_string(&events).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ListEventsResponse { events_json: json }))
     }
 
-    async fn forward(&self, req: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardResponse>, Status> {
+    async fn forward(
+        &self,
+        req: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
         require_coordinator(&req)?;
         let cmd: Command = serde_json::from_str(&req.into_inner().command_json)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;

@@ -48,16 +48,25 @@ async fn reconcile(
     let learners: BTreeSet<u64> = membership.learner_ids().collect();
     let last = m.last_log_index.unwrap_or(0);
     let matched = |id: u64| -> u64 {
-        m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index).unwrap_or(0)
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index)
+            .unwrap_or(0)
     };
     let nodes = api.list_nodes();
     let state_of = |id: u64| nodes.iter().find(|n| n.id == id).map(|n| n.state);
 
     // 1. Approved coordinators that are not members yet become learners.
-    for n in nodes.iter().filter(|n| n.role == NodeRole::Coordinator && n.state == NodeState::Ready) {
+    for n in nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Coordinator && n.state == NodeState::Ready)
+    {
         if !voters.contains(&n.id) && !learners.contains(&n.id) && !n.grpc_addr.is_empty() {
             tracing::info!(node_id = n.id, addr = %n.grpc_addr, "adding coordinator as a Raft learner");
-            raft.add_learner(n.id, BasicNode::new(n.grpc_addr.clone()), false).await.map_err(|e| e.to_string())?;
+            raft.add_learner(n.id, BasicNode::new(n.grpc_addr.clone()), false)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
 
@@ -83,18 +92,28 @@ async fn reconcile(
         .filter(|id| state_of(*id) == Some(NodeState::Ready) && matched(*id) + CAUGHT_UP >= last)
         .collect();
     candidates.sort();
-    let promote: BTreeSet<u64> = candidates.into_iter().take(target.saturating_sub(live_voters)).collect();
+    let promote: BTreeSet<u64> = candidates
+        .into_iter()
+        .take(target.saturating_sub(live_voters))
+        .collect();
     if !promote.is_empty() {
         tracing::info!(?promote, "promoting learners to voters");
-        raft.change_membership(ChangeMembers::AddVoterIds(promote), true).await.map_err(|e| e.to_string())?;
+        raft.change_membership(ChangeMembers::AddVoterIds(promote), true)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok(());
     }
 
     // 4. Remove voters dead past the grace period, keeping them as nothing (not learners).
     if !dead.is_empty() && voters.len() > 1 {
         let remove: BTreeSet<u64> = dead.into_iter().collect();
-        tracing::warn!(?remove, "removing voters that have been DOWN past the grace period");
-        raft.change_membership(ChangeMembers::RemoveVoters(remove), false).await.map_err(|e| e.to_string())?;
+        tracing::warn!(
+            ?remove,
+            "removing voters that have been DOWN past the grace period"
+        );
+        raft.change_membership(ChangeMembers::RemoveVoters(remove), false)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -99,7 +99,10 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
     let raft = openraft::Raft::new(
         identity.node_id,
         std::sync::Arc::new(raft_config),
-        GrpcNetwork::new(cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds))),
+        GrpcNetwork::new(cortex_cluster::pki::client_tls(
+            &pki.creds.ca_pem,
+            Some(&pki.creds),
+        )),
         log_store,
         sm.clone(),
     )
@@ -167,8 +170,16 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         config.data_dir.clone(),
     );
     tokio::spawn(heartbeat.run(shutdown.token()));
-    tokio::spawn(detector::run(api.clone(), config.cluster.clone(), shutdown.token()));
-    tokio::spawn(membership::run(api.clone(), config.cluster.clone(), shutdown.token()));
+    tokio::spawn(detector::run(
+        api.clone(),
+        config.cluster.clone(),
+        shutdown.token(),
+    ));
+    tokio::spawn(membership::run(
+        api.clone(),
+        config.cluster.clone(),
+        shutdown.token(),
+    ));
 
     shutdown.wait().await;
     tracing::info!("shutdown requested; stopping listeners and Raft");

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use cortex_cluster::pki::{load_node_credentials, save_node_credentials, ClusterCa, NodeCredentials, NodeFiles};
+use cortex_cluster::pki::{
+    load_node_credentials, save_node_credentials, ClusterCa, NodeCredentials, NodeFiles,
+};
 
 pub struct CoordinatorPki {
     pub creds: NodeCredentials,
@@ -45,9 +47,16 @@ pub fn load_or_create(dir: &Path, node_id: u64, cluster_id: &str) -> anyhow::Res
 pub fn load_joined(dir: &Path) -> anyhow::Result<CoordinatorPki> {
     let files = NodeFiles::in_dir(dir);
     let ca = files.load_ca()?.ok_or_else(|| {
-        anyhow::anyhow!("{} is missing: this coordinator was not handed the CA key on approval", files.ca_key.display())
+        anyhow::anyhow!(
+            "{} is missing: this coordinator was not handed the CA key on approval",
+            files.ca_key.display()
+        )
     })?;
-    let creds = load_node_credentials(&files)?
-        .ok_or_else(|| anyhow::anyhow!("{} is missing: this node has not been approved", files.node_cert.display()))?;
+    let creds = load_node_credentials(&files)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is missing: this node has not been approved",
+            files.node_cert.display()
+        )
+    })?;
     Ok(CoordinatorPki { creds, ca })
 }

@@ -32,7 +32,9 @@ impl NodeCredentials {
 
 impl std::fmt::Debug for ClusterCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterCa").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("ClusterCa")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,7 +52,10 @@ impl ClusterCa {
         params.not_before = now - std::time::Duration::from_secs(3600);
         params.not_after = now + std::time::Duration::from_secs(10 * 365 * 86400);
         let cert = params.self_signed(&key)?;
-        Ok(ClusterCa { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(ClusterCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     pub fn from_pem(cert_pem: String, key_pem: String) -> Result<ClusterCa, PkiError> {
@@ -83,7 +88,11 @@ impl ClusterCa {
     pub fn issue_node(&self, node_id: u64, role: &str) -> Result<NodeCredentials, PkiError> {
         let (key_pem, csr_pem) = new_key_and_csr(node_id)?;
         let cert_pem = self.sign_node(&csr_pem, node_id, role)?;
-        Ok(NodeCredentials { key_pem, cert_pem, ca_pem: self.cert_pem.clone() })
+        Ok(NodeCredentials {
+            key_pem,
+            cert_pem,
+            ca_pem: self.cert_pem.clone(),
+        })
     }
 }
 
@@ -110,11 +119,16 @@ fn node_params(node_id: u64, role: &str) -> Result<CertificateParams, PkiError> 
     dn.push(DnType::OrganizationalUnitName, role);
     params.distinguished_name = dn;
     params.subject_alt_names = vec![SanType::DnsName(
-        CLUSTER_DNS_NAME.try_into().map_err(|e: rcgen::Error| PkiError::Cert(e.to_string()))?,
+        CLUSTER_DNS_NAME
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::Cert(e.to_string()))?,
     )];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let now = time_now();
     params.not_before = now - std::time::Duration::from_secs(3600);
     params.not_after = now + std::time::Duration::from_secs(365 * 86400);
@@ -146,7 +160,13 @@ pub fn node_identity_from_cert_der(der: &[u8]) -> Option<(u64, String)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     let id = cn.strip_prefix("node-")?.parse().ok()?;
-    let role = cert.subject().iter_organizational_unit().next()?.as_str().ok()?.to_string();
+    let role = cert
+        .subject()
+        .iter_organizational_unit()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some((id, role))
 }
 
@@ -167,9 +187,16 @@ mod tests {
         let creds = ca.issue_node(42, "coordinator").unwrap();
         use rustls_pki_types::pem::PemObject;
         let der = rustls_pki_types::CertificateDer::from_pem_slice(creds.cert_pem.as_bytes()).unwrap();
-        assert_eq!(node_identity_from_cert_der(&der), Some((42, "coordinator".to_string())));
+        assert_eq!(
+            node_identity_from_cert_der(&der),
+            Some((42, "coordinator".to_string()))
+        );
         assert_eq!(ca.fingerprint().unwrap().len(), 64);
-        assert_ne!(ca_fingerprint(&creds.chain_pem()).unwrap(), ca.fingerprint().unwrap(), "the leaf comes first");
+        assert_ne!(
+            ca_fingerprint(&creds.chain_pem()).unwrap(),
+            ca.fingerprint().unwrap(),
+            "the leaf comes first"
+        );
         let reloaded = ClusterCa::from_pem(ca.cert_pem.clone(), ca.key_pem().to_string()).unwrap();
         assert_eq!(reloaded.fingerprint().unwrap(), ca.fingerprint().unwrap());
     }
@@ -177,7 +204,14 @@ mod tests {
     #[test]
     fn garbage_csr_is_refused_with_a_message() {
         let ca = ClusterCa::create("test").unwrap();
-        let err = ca.sign_node("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", 1, "worker");
-        assert!(err.unwrap_err().to_string().contains("certificate request is not valid"));
+        let err = ca.sign_node(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            1,
+            "worker",
+        );
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("certificate request is not valid"));
     }
 }

@@ -36,7 +36,10 @@ impl NodeFiles {
         };
         ClusterCa::from_pem(cert, key)
             .map(Some)
-            .map_err(|e| PkiError::File { path: self.ca_key.clone(), detail: e.to_string() })
+            .map_err(|e| PkiError::File {
+                path: self.ca_key.clone(),
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -57,8 +60,16 @@ pub fn load_node_key(files: &NodeFiles) -> Result<Option<String>, PkiError> {
 }
 
 pub fn load_node_credentials(files: &NodeFiles) -> Result<Option<NodeCredentials>, PkiError> {
-    match (read_opt(&files.node_key)?, read_opt(&files.node_cert)?, read_opt(&files.ca_cert)?) {
-        (Some(key_pem), Some(cert_pem), Some(ca_pem)) => Ok(Some(NodeCredentials { key_pem, cert_pem, ca_pem })),
+    match (
+        read_opt(&files.node_key)?,
+        read_opt(&files.node_cert)?,
+        read_opt(&files.ca_cert)?,
+    ) {
+        (Some(key_pem), Some(cert_pem), Some(ca_pem)) => Ok(Some(NodeCredentials {
+            key_pem,
+            cert_pem,
+            ca_pem,
+        })),
         _ => Ok(None),
     }
 }
@@ -67,16 +78,27 @@ fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(PkiError::File { path: path.to_path_buf(), detail: e.to_string() }),
+        Err(e) => Err(PkiError::File {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }),
     }
 }
 
 /// Atomic write (temp file, fsync, rename) with the given mode.
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
-    let err = |e: std::io::Error| PkiError::File { path: path.to_path_buf(), detail: e.to_string() };
+    let err = |e: std::io::Error| PkiError::File {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
     let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
     f.write_all(contents.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

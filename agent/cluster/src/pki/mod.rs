@@ -13,7 +13,10 @@ mod files;
 mod pin;
 mod tls;
 
-pub use ca::{ca_fingerprint, check_csr, csr_for_key, new_key_and_csr, node_identity_from_cert_der, ClusterCa, NodeCredentials};
+pub use ca::{
+    ca_fingerprint, check_csr, csr_for_key, new_key_and_csr, node_identity_from_cert_der, ClusterCa,
+    NodeCredentials,
+};
 pub use files::{load_node_credentials, load_node_key, save_node_credentials, save_node_key, NodeFiles};
 pub use pin::fetch_pinned_ca;
 pub use tls::{client_tls, lazy_channel, server_tls};
@@ -26,9 +29,16 @@ pub enum PkiError {
     #[error("certificate error: {0}")]
     Cert(String),
     #[error("{path}: {detail}")]
-    File { path: std::path::PathBuf, detail: String },
+    File {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     #[error("the coordinator at {addr} presented CA {actual}, but the join token pins CA {expected}; refusing to send anything")]
-    PinMismatch { addr: String, expected: String, actual: String },
+    PinMismatch {
+        addr: String,
+        expected: String,
+        actual: String,
+    },
     #[error("could not reach {addr} for the TLS handshake: {detail}")]
     Handshake { addr: String, detail: String },
 }

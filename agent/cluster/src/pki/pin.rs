@@ -31,7 +31,9 @@ impl ServerCertVerifier for PinVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let found = intermediates.iter().find(|c| hex::encode(Sha256::digest(c.as_ref())) == self.expected);
+        let found = intermediates
+            .iter()
+            .find(|c| hex::encode(Sha256::digest(c.as_ref())) == self.expected);
         let Some(ca) = found else {
             let actual = intermediates
                 .last()
@@ -40,13 +42,20 @@ impl ServerCertVerifier for PinVerifier {
             if let Ok(mut seen) = self.seen.lock() {
                 *seen = Err(actual);
             }
-            return Err(rustls::Error::General("CA fingerprint does not match the pin".into()));
+            return Err(rustls::Error::General(
+                "CA fingerprint does not match the pin".into(),
+            ));
         };
         let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned()).map_err(|e| rustls::Error::General(e.to_string()))?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
+        roots
+            .add(ca.clone().into_owned())
             .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)?;
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Ok(ca.clone().into_owned());
@@ -60,7 +69,12 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -69,11 +83,18 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -93,19 +114,28 @@ pub async fn fetch_pinned_ca(addr: &str, expected: &str) -> Result<String, PkiEr
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let hs = |detail: String| PkiError::Handshake { addr: addr.to_string(), detail };
+    let hs = |detail: String| PkiError::Handshake {
+        addr: addr.to_string(),
+        detail,
+    };
     let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .map_err(|_| hs("timed out".into()))?
         .map_err(|e| hs(e.to_string()))?;
     let name = ServerName::try_from(CLUSTER_DNS_NAME).map_err(|e| hs(e.to_string()))?;
     let result = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await;
-    let seen = verifier.seen.lock().map(|s| s.clone()).unwrap_or_else(|_| Err("unknown".into()));
+    let seen = verifier
+        .seen
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_else(|_| Err("unknown".into()));
     match (result, seen) {
         (Ok(Ok(_stream)), Ok(ca)) => Ok(pem_encode(&ca)),
-        (_, Err(actual)) if actual != "none" => {
-            Err(PkiError::PinMismatch { addr: addr.to_string(), expected: expected.to_string(), actual })
-        }
+        (_, Err(actual)) if actual != "none" => Err(PkiError::PinMismatch {
+            addr: addr.to_string(),
+            expected: expected.to_string(),
+            actual,
+        }),
         (Ok(Err(e)), _) => Err(hs(e.to_string())),
         (Err(_), _) => Err(hs("TLS handshake timed out".into())),
         (Ok(Ok(_)), Err(_)) => Err(hs("no CA certificate was presented".into())),

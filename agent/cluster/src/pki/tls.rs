@@ -18,7 +18,9 @@ pub fn server_tls(creds: &NodeCredentials) -> ServerTlsConfig {
 
 /// Client side: trust only the cluster CA; present the node identity when there is one.
 pub fn client_tls(ca_pem: &str, identity: Option<&NodeCredentials>) -> ClientTlsConfig {
-    let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name(CLUSTER_DNS_NAME);
+    let mut cfg = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(CLUSTER_DNS_NAME);
     if let Some(creds) = identity {
         cfg = cfg.identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem));
     }
@@ -26,7 +28,11 @@ pub fn client_tls(ca_pem: &str, identity: Option<&NodeCredentials>) -> ClientTls
 }
 
 /// A lazily connecting TLS channel to `addr` (`IP:PORT` or `host:PORT`).
-pub fn lazy_channel(addr: &str, tls: &ClientTlsConfig, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    addr: &str,
+    tls: &ClientTlsConfig,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("https://{addr}"))?
         .tls_config(tls.clone())?
         .connect_timeout(connect_timeout)
