@@ -708,6 +708,37 @@ fn serve_errors_name_the_directory_or_address_and_sigterm_stops_it() {
         text(&o)
     );
 
+    // proxyDHCP must know which address to advertise, and it is IPv4 only. (Both fail before
+    // anything binds UDP 67.)
+    let o = serve(&[
+        "--artifacts",
+        art,
+        "--http-addr",
+        "0.0.0.0:0",
+        "--tftp-addr",
+        "0.0.0.0:0",
+        "--proxy-dhcp",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("--proxy-dhcp needs --advertise IP"),
+        "{}",
+        text(&o)
+    );
+    let o = serve(&[
+        "--artifacts",
+        art,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--tftp-addr",
+        "127.0.0.1:0",
+        "--proxy-dhcp",
+        "--advertise",
+        "::1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("proxyDHCP is IPv4"), "{}", text(&o));
+
     // A join address or token that could inject iPXE commands is refused up front.
     for (join, token) in [("h:1\nshell", "ok"), ("h:1 || shell", "ok"), (JOIN, "a b||shell")] {
         let mut cmd = cortex();
