@@ -66,6 +66,11 @@ pub enum Command {
         node_id: NodeId,
         at_ms: UnixMillis,
     },
+    /// Independent commands from concurrent clients, proposed as one entry (group commit):
+    /// applied in order, each with its own outcome. Batches do not nest.
+    Batch {
+        commands: Vec<Command>,
+    },
     RevokeToken {
         id: String,
         at_ms: UnixMillis,
@@ -85,6 +90,7 @@ impl Command {
             Command::RejectNode { .. } => "reject_node",
             Command::SetNodeState { .. } => "set_node_state",
             Command::RemoveNode { .. } => "remove_node",
+            Command::Batch { .. } => "batch",
             Command::RevokeToken { .. } => "revoke_token",
         }
     }
@@ -101,5 +107,9 @@ pub enum Outcome {
     },
     Rejected {
         reason: String,
+    },
+    /// One outcome per command of a `Command::Batch`, in order.
+    Batch {
+        outcomes: Vec<Outcome>,
     },
 }

@@ -151,6 +151,17 @@ impl ClusterState {
                 Outcome::Done
             }
             Command::RequestJoin { node, join, at_ms } => self.request_join(node, join, *at_ms),
+            Command::Batch { commands } => Outcome::Batch {
+                outcomes: commands
+                    .iter()
+                    .map(|c| match c {
+                        Command::Batch { .. } => Outcome::Rejected {
+                            reason: "batches do not nest".into(),
+                        },
+                        c => self.apply(c),
+                    })
+                    .collect(),
+            },
             Command::ApproveNode {
                 node_id,
                 cert_pem,
@@ -610,5 +621,39 @@ mod tests {
         }
         assert_eq!(s.events.len(), EVENT_CAPACITY);
         assert_eq!(s.events.front().map(|e| e.seq), Some(10));
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_with_its_own_outcome() {
+        let mut s = ClusterState::default();
+        s.apply(&reg(1, "alpha"));
+        let label = |node_id, k: &str| Command::SetLabels {
+            node_id,
+            set: [(k.to_string(), "v".to_string())].into(),
+            remove: vec![],
+            at_ms: 5,
+        };
+        let out = s.apply(&Command::Batch {
+            commands: vec![
+                label(1, "a"),
+                label(99, "b"),
+                Command::Batch { commands: vec![] },
+                label(1, "c"),
+            ],
+        });
+        let Outcome::Batch { outcomes } = out else {
+            panic!("expected a batch outcome")
+        };
+        assert!(matches!(outcomes[0], Outcome::Node { .. }));
+        assert!(
+            matches!(outcomes[1], Outcome::Rejected { .. }),
+            "one bad command does not sink the others"
+        );
+        assert!(
+            matches!(outcomes[2], Outcome::Rejected { .. }),
+            "batches do not nest"
+        );
+        assert!(matches!(outcomes[3], Outcome::Node { .. }));
+        assert_eq!(s.nodes[&1].labels.len(), 2);
     }
 }

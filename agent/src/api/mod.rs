@@ -3,6 +3,7 @@
 //! over `NodeApi`; no business logic lives in a handler.
 
 mod auth;
+mod batch;
 mod error;
 mod forward;
 mod join;
@@ -47,6 +48,8 @@ struct Inner {
     node_tls: ClientTlsConfig,
     liveness: Liveness,
     join_limiter: join::RateLimiter,
+    /// Writes go through the group-commit batcher (`batch.rs`).
+    writes: batch::Sender,
 }
 
 /// Everything a `NodeApi` is built from.
@@ -68,8 +71,10 @@ pub fn now_ms() -> UnixMillis {
 }
 
 impl NodeApi {
+    /// Must be called inside a tokio runtime: it starts the write batcher.
     pub fn new(p: NodeApiParts) -> Self {
-        NodeApi {
+        let (writes, rx) = batch::channel();
+        let api = NodeApi {
             inner: Arc::new(Inner {
                 raft: p.raft,
                 sm: p.sm,
@@ -81,8 +86,12 @@ impl NodeApi {
                 node_tls: p.node_tls,
                 liveness: Liveness::default(),
                 join_limiter: join::RateLimiter::default(),
+                writes,
             }),
-        }
+        };
+        // The batcher holds a clone; it ends when the runtime does.
+        tokio::spawn(batch::run(api.clone(), rx));
+        api
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -273,36 +282,67 @@ impl NodeApi {
     /// On a follower the command is forwarded to the leader, so callers never see
     /// "not leader".
     pub async fn write(&self, cmd: Command) -> Result<Outcome, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .writes
+            .send((cmd, tx))
+            .await
+            .map_err(|_| ApiError::Unavailable("this node is shutting down".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Unavailable("this node is shutting down".into()))?
+    }
+
+    /// Proposes one entry (forwarded to the leader on a follower). Used by the batcher.
+    async fn propose(&self, cmd: Command) -> Result<Outcome, ApiError> {
         let cmd_copy = cmd.clone();
         self.write_local(cmd, Some(cmd_copy)).await
     }
 
     /// Proposes locally; forwards to the leader only when `forward` carries the command.
+    ///
+    /// Forwarding happens only when this node knows it is not the leader *before* proposing:
+    /// then nothing was appended here and the leader applies the command exactly once. A
+    /// proposal that was appended here and then lost its leader is ambiguous (the new leader may
+    /// or may not have it), so it is reported, never silently re-proposed.
     pub(crate) async fn write_local(
         &self,
         cmd: Command,
         forward: Option<Command>,
     ) -> Result<Outcome, ApiError> {
+        let (leader, leader_addr) = self.leader();
+        if leader.is_some() && leader != Some(self.inner.node_id) {
+            return match (leader_addr, forward) {
+                (Some(addr), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &addr, &cmd).await,
+                (Some(addr), None) => Err(ApiError::Unavailable(format!(
+                    "this node is not the Raft leader either; the leader is at {addr}"
+                ))),
+                (None, _) => Err(ApiError::Unavailable(
+                    "the Raft leader's address is not known yet; retry shortly".into(),
+                )),
+            };
+        }
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => match resp.data {
                 Outcome::Rejected { reason } => Err(ApiError::Rejected(reason)),
                 other => Ok(other),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                match (f.leader_node, forward) {
-                    (Some(leader), Some(cmd)) => {
-                        forward::to_leader(&self.inner.node_tls, &leader.addr, &cmd).await
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
+                Some(id) if id != self.inner.node_id && leader != Some(self.inner.node_id) => {
+                    // We did not think we led, so nothing was appended: safe to send on.
+                    match (f.leader_node, forward) {
+                        (Some(node), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &node.addr, &cmd).await,
+                        _ => Err(ApiError::Unavailable(format!("this node is not the Raft leader; node {id} is"))),
                     }
-                    (Some(leader), None) => Err(ApiError::Unavailable(format!(
-                        "this node is not the Raft leader either; the leader is at {}",
-                        leader.addr
-                    ))),
-                    (None, _) => Err(ApiError::Unavailable(
-                        "no Raft leader is known right now (an election may be in progress); retry shortly"
-                            .into(),
-                    )),
                 }
-            }
+                _ if leader == Some(self.inner.node_id) => Err(ApiError::Unavailable(
+                    "leadership changed while this write was in flight; it may or may not have been applied — \
+                     check, then retry"
+                        .into(),
+                )),
+                _ => Err(ApiError::Unavailable(
+                    "no Raft leader is known right now (an election may be in progress); retry shortly".into(),
+                )),
+            },
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(ApiError::Internal(format!("membership change refused: {e}")))
             }
