@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Cluster benchmarks (issue: Cluster). Not a test: it measures, on loopback, with real processes.
+
+  1. leader failover: kill -9 the leader of 3 coordinators, time to the first write accepted
+     through a survivor; the killed node is restarted between trials (p50/p95 over --kills)
+  2. dead-worker detection: kill -9 a worker, time until the leader marks it DOWN
+     (default settings: heartbeat 1 s, SUSPECT 2 s, DOWN 5 s), over --trials
+  3. durable write throughput on 3 coordinators with 1, 16, 64 clients (`cortex loadgen writes`)
+
+usage: scripts/bench-cluster.py [--binary target/release/cortex] [--kills 20] [--trials 20]
+                                [--seconds 10] [--json out.json]
+"""
+import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Cluster:
+    def __init__(self, binary, sb):
+        self.bin, self.sb = binary, sb
+        os.makedirs(os.path.join(sb, "root"), exist_ok=True)
+        open(os.path.join(sb, "cmdline"), "w").close()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
+        self.env.update(HOME=sb, CORTEX_CONFIG_ROOT=os.path.join(sb, "root"),
+                        CORTEX_CMDLINE_FILE=os.path.join(sb, "cmdline"), CORTEX_LOG="warn",
+                        CORTEX_CA_FILE=os.path.join(sb, "c1", "ca.crt"),
+                        CORTEX_TOKEN_FILE=os.path.join(sb, "c1", "admin.token"))
+        self.procs, self.addrs, self.http = {}, {}, {}
+
+    def cli(self, *args, server=None, check=True):
+        cmd = [self.bin, *args]
+        if server:
+            cmd += ["--server", server]
+        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {r.stderr}")
+        return r
+
+    def start(self, name, token=None, role="coordinator"):
+        data = os.path.join(self.sb, name)
+        if name not in self.addrs:
+            self.addrs[name] = f"127.0.0.1:{free_port()}"
+            self.http[name] = f"127.0.0.1:{free_port()}"
+        if token is None and name == "c1":
+            cmd = [self.bin, "-o", "json", "up"]
+        else:
+            cmd = [self.bin, "-o", "json", "agent", "--role", role] + (["--token", token] if token else [])
+        cmd += ["--data-dir", data, "--grpc-addr", self.addrs[name], "--http-addr", self.http[name], "--node-name", name]
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.procs[name].stdout.readline()  # printed once serving (coordinators) or approved (agents)
+
+    def kill(self, name):
+        p = self.procs.pop(name)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    def status(self, name):
+        r = self.cli("-o", "json", "status", server=self.addrs[name], check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def node_state(self, via, node_name):
+        try:
+            with urllib.request.urlopen(f"http://{self.http[via]}/api/v1/nodes/{node_name}", timeout=1) as r:
+                return json.load(r)["state"]
+        except Exception:
+            return None
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.kill(name)
+
+
+def wait(cond, timeout=60, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise TimeoutError("condition not met")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+
+
+def summary(xs):
+    return {"n": len(xs), "p50": pct(xs, 0.5), "p95": pct(xs, 0.95), "min": min(xs), "max": max(xs),
+            "mean": statistics.mean(xs)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default="target/release/cortex")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    out = {}
+    with tempfile.TemporaryDirectory() as sb:
+        c = Cluster(a.binary, sb)
+        c.start("c1")
+        wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
+        token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
+        c.start("c2", token)
+        c.start("c3", token)
+        wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
+        ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
+
+        # 3. throughput first, on a healthy cluster.
+        out["writes_3_coordinators"] = []
+        leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
+        lname = next(n for n, i in ids.items() if i == leader)
+        for n in (1, 16, 64):
+            r = json.loads(c.cli("-o", "json", "loadgen", "writes", "--node", "c1", "--clients", str(n),
+                                 "--seconds", str(a.seconds), server=c.addrs[lname]).stdout)
+            out["writes_3_coordinators"].append(r)
+            print(f"3 coordinators, {n:>2} clients: {r['writes_per_sec']:>8.0f} writes/s  p50 {r['latency_ms_p50']:.2f} ms"
+                  f"  p99 {r['latency_ms_p99']:.2f} ms", flush=True)
+
+        # 1. failover
+        times = []
+        for k in range(a.kills):
+            leader = wait(lambda: (c.status("c1") or c.status("c2") or c.status("c3") or {}).get("leader_id"))
+            lname = next(n for n, i in ids.items() if i == leader)
+            survivor = next(n for n in ids if n != lname)
+            c.kill(lname)
+            t0 = time.time()
+            wait(lambda: c.cli("node", "label", survivor, f"k={k}", server=c.addrs[survivor], check=False).returncode == 0,
+                 timeout=60, step=0.02)
+            times.append(time.time() - t0)
+            c.start(lname)
+            wait(lambda: all(c.status(n) and c.status(n)["leader_id"] for n in ids))
+            wait(lambda: all(c.node_state(survivor, n) == "ready" for n in ids), timeout=60)
+        out["failover_s"] = summary(times)
+        print(f"failover (kill -9 leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
+              f"  p95 {out['failover_s']['p95']:.2f} s  [{min(times):.2f}-{max(times):.2f}]", flush=True)
+
+        # 2. detection
+        wtoken = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
+        det = []
+        for _ in range(a.trials):
+            c.start("w1", wtoken, role="worker")
+            leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
+            lname = next(n for n, i in ids.items() if i == leader)
+            wait(lambda: c.node_state(lname, "w1") == "ready", timeout=30)
+            time.sleep(1.5)
+            c.kill("w1")
+            t0 = time.time()
+            wait(lambda: c.node_state(lname, "w1") == "down", timeout=30, step=0.02)
+            det.append(time.time() - t0)
+        out["detection_s"] = summary(det)
+        print(f"dead-worker detection (kill -9 -> DOWN), {len(det)} trials: p50 {out['detection_s']['p50']:.2f} s"
+              f"  p95 {out['detection_s']['p95']:.2f} s  [{min(det):.2f}-{max(det):.2f}]", flush=True)
+        c.stop_all()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
