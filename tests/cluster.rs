@@ -238,3 +238,66 @@ fn a_silent_worker_goes_down_within_the_bound_and_comes_back() {
         (node_state(&coord, id)? == "ready").then_some(())
     });
 }
+
+#[test]
+fn drain_leave_and_remove() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let coord = Node::start_with(sb.path(), &sb.path().join("c1"), &[], fast_liveness);
+    let token = join_token(&coord, &["--auto-approve"]);
+    let leaving = sb.path().join("leave.toml");
+    std::fs::write(&leaving, "leave_on_shutdown = true\n").expect("write config");
+    let mut w1 = Agent::start(
+        sb.path(),
+        &sb.path().join("w1"),
+        &["--token", &token, "--node-name", "w1"],
+    );
+    let mut w2 = Agent::start(
+        sb.path(),
+        &sb.path().join("w2"),
+        &[
+            "--token",
+            &token,
+            "--node-name",
+            "w2",
+            "--config",
+            leaving.to_str().expect("utf-8"),
+        ],
+    );
+    let id1 = w1.wait_approved(Duration::from_secs(20))["node_id"]
+        .as_u64()
+        .expect("id");
+    let id2 = w2.wait_approved(Duration::from_secs(20))["node_id"]
+        .as_u64()
+        .expect("id");
+    for id in [id1, id2] {
+        eventually(Duration::from_secs(10), "ready", || {
+            (node_state(&coord, id)? == "ready").then_some(())
+        });
+    }
+
+    // Drain: the node stays, heartbeating, but DRAINING (the detector leaves it alone).
+    assert!(coord.cli_ok(&["node", "drain", "w1"]).contains("draining"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(node_state(&coord, id1).as_deref(), Some("draining"));
+
+    // A clean stop with leave_on_shutdown: LEFT, never DOWN.
+    assert_eq!(w2.terminate(Duration::from_secs(10)), Some(0));
+    eventually(Duration::from_secs(5), "LEFT", || {
+        (node_state(&coord, id2)? == "left").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        node_state(&coord, id2).as_deref(),
+        Some("left"),
+        "a node that left is not reported DOWN"
+    );
+
+    // Remove (admin): the node is forgotten.
+    coord.cli_ok(&["node", "remove", "w1"]);
+    assert_eq!(node_state(&coord, id1), None);
+    let events = coord.cli_ok(&["events"]);
+    assert!(
+        events.contains("node_draining") && events.contains("node_left") && events.contains("node_removed"),
+        "{events}"
+    );
+}

@@ -116,6 +116,16 @@ impl Agent {
         }
     }
 
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        self.wait_exit(within)
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

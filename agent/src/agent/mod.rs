@@ -102,7 +102,35 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
     }
     shutdown.wait().await;
     tracing::info!("agent stopping");
+    if config.leave_on_shutdown {
+        match leave(&config, identity.node_id).await {
+            Ok(()) => tracing::info!("left the cluster (leave_on_shutdown)"),
+            Err(e) => tracing::warn!("could not leave the cluster cleanly: {e:#}"),
+        }
+    }
     Ok(())
+}
+
+/// Tells a coordinator this node is leaving (LEFT, not DOWN: nobody should page for it).
+async fn leave(config: &Config, node_id: u64) -> anyhow::Result<()> {
+    let files = NodeFiles::in_dir(&config.data_dir);
+    let creds =
+        load_node_credentials(&files)?.ok_or_else(|| anyhow::anyhow!("this node has no certificate"))?;
+    let tls = cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds));
+    let mut last = None;
+    for addr in coordinator_addrs(config)? {
+        let channel = cortex_cluster::pki::lazy_channel(&addr, &tls, Duration::from_secs(2))?;
+        let mut req = tonic::Request::new(cortex_proto::v1::LeaveRequest { node_id });
+        req.set_timeout(Duration::from_secs(5));
+        match cortex_proto::v1::cortex_client::CortexClient::new(channel)
+            .leave(req)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(anyhow::anyhow!("{addr}: {}", e.message())),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator address")))
 }
 
 /// Where to send heartbeats first: `join`, else the addresses in the join token. (After the

@@ -177,6 +177,109 @@ impl NodeApi {
         }
     }
 
+    /// Drains a node: it stays a member but gets no new work. Needs scope `operate`.
+    pub async fn drain_node(&self, caller: &Caller, key: &str) -> Result<NodeRecord, ApiError> {
+        caller.require(Scope::Operate)?;
+        let node = self.get_node(key)?;
+        self.set_state(node.id, NodeState::Draining, "drained by an operator")
+            .await
+    }
+
+    /// A node that left and is heartbeating again is READY again (in the background: the
+    /// heartbeat answer does not wait for Raft).
+    pub fn rejoin_if_left(&self, node_id: NodeId) {
+        let left = self
+            .inner
+            .sm
+            .state()
+            .nodes
+            .get(&node_id)
+            .is_some_and(|n| n.state == NodeState::Left);
+        if left && self.leader().0 == Some(self.inner.node_id) {
+            let api = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api
+                    .set_state(node_id, NodeState::Ready, "heartbeating again after leaving")
+                    .await
+                {
+                    tracing::warn!(node_id, "could not mark a returning node ready: {e}");
+                }
+            });
+        }
+    }
+
+    /// A node leaving on a clean stop (authenticated by its own certificate).
+    pub async fn leave(&self, node_id: NodeId) -> Result<NodeRecord, ApiError> {
+        self.set_state(node_id, NodeState::Left, "left the cluster on a clean shutdown")
+            .await
+    }
+
+    async fn set_state(
+        &self,
+        node_id: NodeId,
+        state: NodeState,
+        reason: &str,
+    ) -> Result<NodeRecord, ApiError> {
+        let cmd = Command::SetNodeState {
+            node_id,
+            state,
+            reason: reason.into(),
+            at_ms: now_ms(),
+        };
+        match self.write(cmd).await? {
+            Outcome::Node { node } => Ok(*node),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Forgets a node: out of the Raft membership first (if it is in it), then out of the
+    /// state. Needs scope `admin`. The last voter cannot be removed.
+    pub async fn remove_node(&self, caller: &Caller, key: &str) -> Result<NodeRecord, ApiError> {
+        caller.require(Scope::Admin)?;
+        let node = self.get_node(key)?;
+        let membership = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let is_learner = membership.learner_ids().any(|l| l == node.id);
+        if voters.contains(&node.id) {
+            if voters.len() == 1 {
+                return Err(ApiError::Rejected(format!(
+                    "node {} is the last Raft voter and cannot be removed",
+                    node.name
+                )));
+            }
+            let remove = std::collections::BTreeSet::from([node.id]);
+            self.inner
+                .raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(remove), false)
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("could not take node {} out of Raft: {e}", node.name))
+                })?;
+        } else if is_learner {
+            let remove = std::collections::BTreeSet::from([node.id]);
+            self.inner
+                .raft
+                .change_membership(openraft::ChangeMembers::RemoveNodes(remove), false)
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("could not take node {} out of Raft: {e}", node.name))
+                })?;
+        }
+        self.write(Command::RemoveNode {
+            node_id: node.id,
+            at_ms: now_ms(),
+        })
+        .await?;
+        Ok(node)
+    }
+
     /// Rejects a pending node; it is told on its next poll and stops asking.
     pub async fn reject_node(
         &self,

@@ -108,6 +108,20 @@ pub enum NodeCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Drain a node: it stays in the cluster but gets no new work. Needs scope operate.
+    Drain {
+        /// Node id or name.
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a node from the cluster (and from Raft, if it is a member). Needs scope admin.
+    Remove {
+        /// Node id or name.
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Set labels (`key=value`) and remove labels (`key-`) on a node. Needs scope operate.
     Label {
         /// Node id or name.
@@ -204,6 +218,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NodeCommand::Show { node, client } => node::show(&client, &node, out).await?,
             NodeCommand::Label { node, labels, client } => node::label(&client, &node, &labels, out).await?,
             NodeCommand::Approve { node, client } => node::approve(&client, &node, out).await?,
+            NodeCommand::Drain { node, client } => node::drain(&client, &node, out).await?,
+            NodeCommand::Remove { node, client } => node::remove(&client, &node, out).await?,
             NodeCommand::Reject { node, reason, client } => {
                 node::reject(&client, &node, &reason, out).await?
             }

@@ -126,6 +126,49 @@ pub async fn approve(args: &ClientArgs, key: &str, out: Output) -> anyhow::Resul
     Ok(())
 }
 
+pub async fn drain(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(NodeDecisionRequest {
+        key: key.to_string(),
+        reason: String::new(),
+    });
+    let node = client
+        .grpc
+        .drain_node(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    println!(
+        "node {} ({}) is draining: no new work goes to it",
+        node.name, node.id
+    );
+    Ok(())
+}
+
+pub async fn remove(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(args).await?;
+    let req = client.request(NodeDecisionRequest {
+        key: key.to_string(),
+        reason: String::new(),
+    });
+    let node = client
+        .grpc
+        .remove_node(req)
+        .await
+        .map_err(|e| client.error(e))?
+        .into_inner();
+    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    if out == Output::Json {
+        return output::print_json(&node);
+    }
+    println!("node {} ({}) removed from the cluster", node.name, node.id);
+    Ok(())
+}
+
 pub async fn reject(args: &ClientArgs, key: &str, reason: &str, out: Output) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
     let req = client.request(NodeDecisionRequest {

@@ -259,6 +259,7 @@ impl Cortex for CortexService {
                 .map_err(|e| Status::invalid_argument(format!("invalid resources_json: {e}")))?
         };
         self.api.liveness().record(peer_id, resources);
+        self.api.rejoin_if_left(peer_id);
         let (leader_id, leader_addr) = self.api.leader();
         Ok(Response::new(pb::HeartbeatResponse {
             coordinators: self.api.coordinator_addrs(),
@@ -292,5 +293,44 @@ impl Cortex for CortexService {
         let outcome = self.api.write_local(cmd, None).await.map_err(status)?;
         let json = serde_json::to_string(&outcome).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ForwardResponse { outcome_json: json }))
+    }
+
+    async fn drain_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
+        let node = self
+            .api
+            .drain_node(&caller, &req.into_inner().key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn remove_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Admin)
+            .map_err(status)?;
+        let node = self
+            .api
+            .remove_node(&caller, &req.into_inner().key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn leave(&self, req: Request<pb::LeaveRequest>) -> Result<Response<pb::Node>, Status> {
+        let (peer_id, _) = peer_node(&req)
+            .ok_or_else(|| Status::unauthenticated("leaving needs the node's own certificate"))?;
+        if req.get_ref().node_id != peer_id {
+            return Err(Status::permission_denied(format!(
+                "node {peer_id}'s certificate cannot make node {} leave",
+                req.get_ref().node_id
+            )));
+        }
+        let node = self.api.leave(peer_id).await.map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
     }
 }
