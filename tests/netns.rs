@@ -225,3 +225,59 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
         );
     }
 }
+
+#[test]
+fn a_node_without_a_token_finds_the_coordinator_by_mdns_and_waits_for_a_person() {
+    let Some(net) = Netns::new(2) else { return };
+    let sb = tempfile::tempdir().expect("tempdir");
+    let c1 = Node::start_in(
+        Some(&net.name(1)),
+        sb.path(),
+        &sb.path().join("c1"),
+        &[
+            "--grpc-addr",
+            &format!("{}{GRPC}", net.ip(1)),
+            "--http-addr",
+            &format!("{}:7070", net.ip(1)),
+        ],
+        crate::cluster::fast_liveness,
+    );
+    let ca = status(&c1, &format!("{}{GRPC}", net.ip(1))).expect("status")["ca_fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+
+    // A machine booted with no cortex.join and no token.
+    let mut usb = Agent::start_in(
+        Some(&net.name(2)),
+        sb.path(),
+        &sb.path().join("usb"),
+        &["--node-name", "usb1"],
+    );
+    let code = usb.verification_code(Duration::from_secs(60));
+    assert!(
+        usb.stderr().contains(&format!("CA fingerprint is sha256:{ca}")),
+        "{}",
+        usb.stderr()
+    );
+
+    // It is PENDING with the same code it printed, and no token was involved.
+    let pending = eventually(Duration::from_secs(30), "the mDNS joiner pending", || {
+        let nodes: serde_json::Value =
+            serde_json::from_str(&c1.cli_ok(&["-o", "json", "node", "list"])).ok()?;
+        nodes["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "usb1")
+            .cloned()
+    });
+    assert_eq!(
+        pending["state"], "pending",
+        "token-less joins are never auto-approved"
+    );
+    assert_eq!(pending["join"]["verification_code"], code.as_str());
+    assert!(pending["join"]["token_id"].is_null());
+
+    c1.cli_ok(&["node", "approve", "usb1"]);
+    usb.wait_approved(Duration::from_secs(30));
+}

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod convert;
 mod daemon;
+mod discovery;
 mod exit;
 
 use std::process::ExitCode;

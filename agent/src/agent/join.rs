@@ -33,18 +33,34 @@ pub enum JoinError {
 }
 
 pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
-    let token_text = r.config.token.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "no join token: pass --token, set cortex.token= on the kernel command line, or `token` in the config \
-             (create one on a coordinator with `cortex token create`)"
-        )
-    })?;
-    let token =
-        JoinToken::parse(token_text).map_err(|e| anyhow::anyhow!("the join token is not valid: {e}"))?;
-    let addrs = if r.config.join.is_empty() {
-        token.addrs.clone()
-    } else {
-        r.config.join.clone()
+    // With a token: its CA pin and addresses. Without one: a coordinator found by mDNS, whose
+    // advertised CA fingerprint is pinned and shown so a person can check it.
+    let (pin, secret, addrs) = match r.config.token.as_deref() {
+        Some(text) => {
+            let token =
+                JoinToken::parse(text).map_err(|e| anyhow::anyhow!("the join token is not valid: {e}"))?;
+            let addrs = if r.config.join.is_empty() {
+                token.addrs.clone()
+            } else {
+                r.config.join.clone()
+            };
+            (token.ca_fingerprint, token.secret, addrs)
+        }
+        None => {
+            if !r.config.join.is_empty() {
+                anyhow::bail!(
+                    "`join` is set but there is no join token: the token carries the CA pin that makes joining safe \
+                     (create one with `cortex token create`); without both, the node looks for coordinators by mDNS"
+                );
+            }
+            eprintln!("cortex: no join token; looking for a coordinator on the LAN (mDNS _cortex._tcp)…");
+            let found = crate::discovery::discover(Duration::from_secs(60)).await?;
+            eprintln!(
+                "cortex: found coordinator {} of cluster {}; its CA fingerprint is sha256:{}",
+                found.addr, found.cluster_id, found.ca_fingerprint
+            );
+            (found.ca_fingerprint, String::new(), vec![found.addr])
+        }
     };
 
     let key_pem = match load_node_key(r.files)? {
@@ -81,12 +97,12 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
         let step = async {
             // The CA is checked against the token's pin inside the TLS handshake, before any
             // request is sent.
-            let ca_pem = fetch_pinned_ca(addr, &token.ca_fingerprint).await?;
+            let ca_pem = fetch_pinned_ca(addr, &pin).await?;
             let tls = cortex_cluster::pki::client_tls(&ca_pem, None);
             let channel = cortex_cluster::pki::lazy_channel(addr, &tls, Duration::from_secs(3))?;
             let mut client = CortexClient::new(channel);
             let req = JoinRequest {
-                token_secret: token.secret.clone(),
+                token_secret: secret.clone(),
                 node_id: r.node_id,
                 name: r.node_name.clone(),
                 role: role.as_str().into(),
@@ -108,6 +124,7 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
                         ca_pem,
                     };
                     save_node_credentials(r.files, &creds)?;
+                    super::save_coordinators(&r.config.data_dir, &resp.coordinators);
                     if role == Role::Coordinator {
                         fetch_ca_key(addr, &creds, req, r.files).await?;
                     }

@@ -133,8 +133,9 @@ async fn leave(config: &Config, node_id: u64) -> anyhow::Result<()> {
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator address")))
 }
 
-/// Where to send heartbeats first: `join`, else the addresses in the join token. (After the
-/// first answer the coordinators tell the agent where the leader is.)
+/// Where to send heartbeats first: `join`, else the addresses in the join token, else the
+/// coordinators the cluster named on approval. (After the first answer the coordinators tell
+/// the agent where the leader is.)
 fn coordinator_addrs(config: &Config) -> anyhow::Result<Vec<String>> {
     if !config.join.is_empty() {
         return Ok(config.join.clone());
@@ -146,9 +147,35 @@ fn coordinator_addrs(config: &Config) -> anyhow::Result<Vec<String>> {
     {
         return Ok(t.addrs);
     }
+    let saved = load_coordinators(&config.data_dir);
+    if !saved.is_empty() {
+        return Ok(saved);
+    }
     anyhow::bail!(
         "no coordinator address: set `join` (--join, cortex.join=) or keep the join token in the config"
     )
+}
+
+const COORDINATORS_FILE: &str = "coordinators";
+
+/// Remembers the coordinator addresses given on approval (one per line), for restarts of a
+/// node that joined without a token.
+pub(crate) fn save_coordinators(data_dir: &std::path::Path, addrs: &[String]) {
+    if let Err(e) = std::fs::write(data_dir.join(COORDINATORS_FILE), addrs.join("\n") + "\n") {
+        tracing::warn!("could not save the coordinator list: {e}");
+    }
+}
+
+fn load_coordinators(data_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(data_dir.join(COORDINATORS_FILE))
+        .map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 mod health {

@@ -177,11 +177,15 @@ impl NodeApi {
                     .values()
                     .find(|t| t.sha256 == digest)
                     .map(|t| t.id.clone());
-                if presented.is_none() || presented != original {
+                if presented != original {
                     return Err(ApiError::Unauthenticated(
                         "join refused: present the join token this node first joined with".into(),
                     ));
                 }
+                None
+            } else if input.token_secret.trim().is_empty() {
+                // Joining without a token (found by mDNS): allowed, but only ever to PENDING;
+                // a person matches the verification code to the machine before approving.
                 None
             } else {
                 match state.join_token(&digest, now_ms()) {

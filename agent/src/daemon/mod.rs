@@ -153,7 +153,7 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         cluster_id: boot.cluster_id.clone(),
         cluster_created: boot.created,
         node_id: identity.node_id,
-        node_name,
+        node_name: node_name.clone(),
         data_dir: config.data_dir.display().to_string(),
         grpc_addr: grpc_addr.to_string(),
         http_addr: http_addr.to_string(),
@@ -170,6 +170,13 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         config.data_dir.clone(),
     );
     tokio::spawn(heartbeat.run(shutdown.token()));
+    // Machines booted without a join token find coordinators this way (kept alive until exit).
+    let _mdns = crate::discovery::advertise(
+        &node_name,
+        grpc_addr,
+        &pki.ca.fingerprint().unwrap_or_default(),
+        &boot.cluster_id,
+    );
     tokio::spawn(detector::run(
         api.clone(),
         config.cluster.clone(),
