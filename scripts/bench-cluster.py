@@ -6,6 +6,8 @@
   2. dead-worker detection: kill -9 a worker, time until the leader marks it DOWN
      (default settings: heartbeat 1 s, SUSPECT 2 s, DOWN 5 s), over --trials
   3. durable write throughput on 3 coordinators with 1, 16, 64 clients (`cortex loadgen writes`)
+  4. leader CPU and memory with N simulated heartbeating nodes (`cortex loadgen heartbeats`:
+     each a real joined node with its own certificate and mTLS connection), N = --sim
 
 usage: scripts/bench-cluster.py [--binary target/release/cortex] [--kills 20] [--trials 20]
                                 [--seconds 10] [--json out.json]
@@ -86,6 +88,20 @@ def wait(cond, timeout=60, step=0.05):
     raise TimeoutError("condition not met")
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
@@ -102,6 +118,9 @@ def main():
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--sim", default="100,1000")
+    ap.add_argument("--sim-seconds", type=float, default=30)
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {}
@@ -115,11 +134,14 @@ def main():
         wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
         ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
 
+        skip = set(a.skip.split(","))
         # 3. throughput first, on a healthy cluster.
         out["writes_3_coordinators"] = []
+        if "writes" in skip:
+            a.seconds = 0
         leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
         lname = next(n for n, i in ids.items() if i == leader)
-        for n in (1, 16, 64):
+        for n in ((1, 16, 64) if a.seconds > 0 else ()):
             r = json.loads(c.cli("-o", "json", "loadgen", "writes", "--node", "c1", "--clients", str(n),
                                  "--seconds", str(a.seconds), server=c.addrs[lname]).stdout)
             out["writes_3_coordinators"].append(r)
@@ -128,7 +150,7 @@ def main():
 
         # 1. failover
         times = []
-        for k in range(a.kills):
+        for k in range(0 if "failover" in skip else a.kills):
             leader = wait(lambda: (c.status("c1") or c.status("c2") or c.status("c3") or {}).get("leader_id"))
             lname = next(n for n, i in ids.items() if i == leader)
             survivor = next(n for n in ids if n != lname)
@@ -140,14 +162,14 @@ def main():
             c.start(lname)
             wait(lambda: all(c.status(n) and c.status(n)["leader_id"] for n in ids))
             wait(lambda: all(c.node_state(survivor, n) == "ready" for n in ids), timeout=60)
-        out["failover_s"] = summary(times)
-        print(f"failover (kill -9 leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
+        out["failover_s"] = summary(times) if times else None
+        if times: print(f"failover (kill -9 leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
               f"  p95 {out['failover_s']['p95']:.2f} s  [{min(times):.2f}-{max(times):.2f}]", flush=True)
 
         # 2. detection
         wtoken = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
         det = []
-        for _ in range(a.trials):
+        for _ in range(0 if "detection" in skip else a.trials):
             c.start("w1", wtoken, role="worker")
             leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
             lname = next(n for n, i in ids.items() if i == leader)
@@ -157,10 +179,38 @@ def main():
             t0 = time.time()
             wait(lambda: c.node_state(lname, "w1") == "down", timeout=30, step=0.02)
             det.append(time.time() - t0)
-        out["detection_s"] = summary(det)
-        print(f"dead-worker detection (kill -9 -> DOWN), {len(det)} trials: p50 {out['detection_s']['p50']:.2f} s"
+        out["detection_s"] = summary(det) if det else None
+        if det: print(f"dead-worker detection (kill -9 -> DOWN), {len(det)} trials: p50 {out['detection_s']['p50']:.2f} s"
               f"  p95 {out['detection_s']['p95']:.2f} s  [{min(det):.2f}-{max(det):.2f}]", flush=True)
         c.stop_all()
+
+    # 4. simulated nodes, each N on a fresh single coordinator
+    out["simulated_nodes"] = []
+    for n in ([] if "sim" in a.skip.split(",") else [int(x) for x in a.sim.split(",")]):
+        with tempfile.TemporaryDirectory() as sb:
+            c = Cluster(a.binary, sb)
+            c.start("c1")
+            wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
+            token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
+            pid = c.procs["c1"].pid
+            gen = subprocess.Popen([a.binary, "loadgen", "heartbeats", "--token", token, "--ca-file",
+                                    os.path.join(sb, "c1", "ca.crt"), "--nodes", str(n), "--seconds",
+                                    str(a.sim_seconds + 10)], env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            wait(lambda: len(json.loads(urllib.request.urlopen(f"http://{c.http['c1']}/api/v1/nodes").read())["nodes"]) >= n + 1,
+                 timeout=600, step=0.5)
+            time.sleep(5)
+            c0, t0 = cpu_seconds(pid), time.time()
+            time.sleep(a.sim_seconds)
+            c1s, t1 = cpu_seconds(pid), time.time()
+            r = {"nodes": n, "leader_cpu_percent": 100 * (c1s - c0) / (t1 - t0), "leader_rss_mb": rss_mb(pid)}
+            states = [x["state"] for x in json.loads(urllib.request.urlopen(f"http://{c.http['c1']}/api/v1/nodes").read())["nodes"]]
+            r["ready"] = states.count("ready")
+            gen.wait()
+            r["loadgen"] = json.loads(gen.stdout.read().decode().strip().splitlines()[-1])
+            out["simulated_nodes"].append(r)
+            print(f"{n:>5} simulated nodes heartbeating 1/s: leader CPU {r['leader_cpu_percent']:.1f} % of one core, "
+                  f"RSS {r['leader_rss_mb']:.1f} MB, {r['ready']} ready", flush=True)
+            c.stop_all()
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)

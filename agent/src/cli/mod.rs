@@ -1,6 +1,7 @@
 //! Command-line surface: argument definitions and dispatch.
 
 mod events;
+mod heartbeats;
 mod node;
 mod output;
 mod pxe;

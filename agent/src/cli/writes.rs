@@ -12,6 +12,21 @@ use crate::client::{Client, ClientArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LoadgenCommand {
+    /// Simulated nodes: join with an auto-approve token, then heartbeat.
+    Heartbeats {
+        /// A join token created with --auto-approve.
+        #[arg(long)]
+        token: String,
+        /// The cluster CA certificate.
+        #[arg(long)]
+        ca_file: std::path::PathBuf,
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
     /// Concurrent label writes against one node.
     Writes {
         /// Node whose labels are written.
@@ -40,12 +55,23 @@ struct Report {
 }
 
 pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
-    let LoadgenCommand::Writes {
-        node,
-        clients,
-        seconds,
-        client,
-    } = cmd;
+    let (node, clients, seconds, client) = match cmd {
+        LoadgenCommand::Writes {
+            node,
+            clients,
+            seconds,
+            client,
+        } => (node, clients, seconds, client),
+        LoadgenCommand::Heartbeats {
+            token,
+            ca_file,
+            nodes,
+            seconds,
+            interval_ms,
+        } => {
+            return super::heartbeats::run(&token, &ca_file, nodes, seconds, interval_ms).await;
+        }
+    };
     anyhow::ensure!(clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(
         seconds > 0.0 && seconds.is_finite(),
