@@ -105,3 +105,128 @@ async fn raft_heartbeat_and_forward_need_the_right_certificate() {
     assert_eq!(code(&vote), Some(Code::InvalidArgument), "{vote:?}");
     assert_eq!(code(&fwd), Some(Code::InvalidArgument), "{fwd:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_flooding_join_requests_are_refused() {
+    use cortex_proto::v1::JoinRequest;
+    let sb = tempfile::tempdir().expect("tempdir");
+    let coord = Node::start(sb.path(), &sb.path().join("c1"));
+    let ca = std::fs::read_to_string(sb.path().join("c1/ca.crt")).expect("ca");
+    let ch = lazy_channel(&coord.grpc, &client_tls(&ca, None), Duration::from_secs(3)).expect("channel");
+    let mut client = CortexClient::new(ch);
+    let (_, csr) = cortex_cluster::pki::new_key_and_csr(7).expect("csr");
+    let good = JoinRequest {
+        token_secret: String::new(),
+        node_id: 7,
+        name: "n7".into(),
+        role: "worker".into(),
+        grpc_addr: String::new(),
+        http_addr: "127.0.0.1:9".into(),
+        inventory_json: "{}".into(),
+        csr_pem: csr,
+        verification_code: "ABCD-EFGH".into(),
+    };
+    let cases: Vec<(JoinRequest, &str)> = vec![
+        (
+            JoinRequest {
+                node_id: 0,
+                ..good.clone()
+            },
+            "invalid node_id",
+        ),
+        (
+            JoinRequest {
+                name: "bad name!".into(),
+                ..good.clone()
+            },
+            "invalid name",
+        ),
+        (
+            JoinRequest {
+                role: "king".into(),
+                ..good.clone()
+            },
+            "invalid role",
+        ),
+        (
+            JoinRequest {
+                http_addr: "nowhere".into(),
+                ..good.clone()
+            },
+            "invalid http_addr",
+        ),
+        (
+            JoinRequest {
+                csr_pem: "garbage".into(),
+                ..good.clone()
+            },
+            "invalid csr_pem",
+        ),
+        (
+            JoinRequest {
+                csr_pem: "x".repeat(20_000),
+                ..good.clone()
+            },
+            "invalid csr_pem",
+        ),
+        (
+            JoinRequest {
+                inventory_json: "[".into(),
+                ..good.clone()
+            },
+            "invalid inventory_json",
+        ),
+        (
+            JoinRequest {
+                inventory_json: " ".repeat(600_000),
+                ..good.clone()
+            },
+            "invalid inventory_json",
+        ),
+        (
+            JoinRequest {
+                verification_code: "x".into(),
+                ..good.clone()
+            },
+            "invalid verification_code",
+        ),
+        (
+            JoinRequest {
+                token_secret: "cxt_00000000_nope".into(),
+                ..good.clone()
+            },
+            "join refused: unknown token",
+        ),
+    ];
+    for (req, want) in cases {
+        let err = client.join(req).await.expect_err("must be refused");
+        assert!(
+            err.message().contains(want),
+            "expected {want:?}, got {:?}",
+            err.message()
+        );
+    }
+    // Nothing was half-created by any of them.
+    assert!(!coord.cli_ok(&["events"]).contains("node_pending"));
+
+    // A flood from one source address is cut off.
+    let mut limited = false;
+    for _ in 0..30 {
+        if let Err(e) = client
+            .join(JoinRequest {
+                node_id: 0,
+                ..good.clone()
+            })
+            .await
+        {
+            if e.message().contains("too many join requests") {
+                limited = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        limited,
+        "30 join requests in a burst from one address must hit the rate limit"
+    );
+}

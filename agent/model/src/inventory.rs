@@ -1,10 +1,13 @@
 //! What a node reports about its hardware and OS. Filled in by `cortex-host`.
+//!
+//! Every field has a default when absent, so an older or newer node's report still decodes.
 
 use serde::{Deserialize, Serialize};
 
 use crate::UnixMillis;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Inventory {
     pub hostname: String,
     /// `/etc/machine-id`, when the host has one.
@@ -21,6 +24,7 @@ pub struct Inventory {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OsInfo {
     /// e.g. "Debian GNU/Linux 12 (bookworm)".
     pub name: String,
@@ -30,6 +34,7 @@ pub struct OsInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CpuInfo {
     pub model: String,
     pub vendor: String,
@@ -43,6 +48,7 @@ pub struct CpuInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemoryInfo {
     pub total_bytes: u64,
     pub available_bytes: u64,
@@ -50,6 +56,7 @@ pub struct MemoryInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DiskInfo {
     /// Device name, e.g. "/dev/vda".
     pub device: String,
@@ -63,6 +70,7 @@ pub struct DiskInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NicInfo {
     pub name: String,
     pub mac: Option<String>,
@@ -77,6 +85,7 @@ pub struct NicInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GpuInventory {
     /// `None` when NVML answered; otherwise why there is no GPU list
     /// (e.g. "no NVIDIA GPU: libnvidia-ml.so.1 not found").
@@ -85,6 +94,7 @@ pub struct GpuInventory {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GpuInfo {
     pub index: u32,
     pub name: String,
