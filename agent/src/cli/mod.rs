@@ -1,5 +1,6 @@
 //! Command-line surface: argument definitions and dispatch.
 
+mod bench;
 mod events;
 mod heartbeats;
 mod node;
@@ -73,6 +74,8 @@ pub enum Command {
         #[command(subcommand)]
         command: pxe::PxeCommand,
     },
+    /// Measure this machine: CPU FLOPS, GEMM, memory bandwidth, disk, NICs, GPUs.
+    Bench(bench::BenchArgs),
     /// Load generators for benchmarks (see scripts/bench-foundation.sh).
     #[command(hide = true)]
     Loadgen {
@@ -233,6 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token::run(command, out).await?,
         Command::Events { after, limit, client } => events::run(&client, after, limit, out).await?,
         Command::Pxe { command } => pxe::run(command, out).await?,
+        Command::Bench(args) => bench::run(args, out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
