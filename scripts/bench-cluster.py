@@ -24,7 +24,7 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, binary, sb):
+    def __init__(self, binary, sb, extra_env=()):
         self.bin, self.sb = binary, sb
         os.makedirs(os.path.join(sb, "root"), exist_ok=True)
         open(os.path.join(sb, "cmdline"), "w").close()
@@ -33,6 +33,9 @@ class Cluster:
                         CORTEX_CMDLINE_FILE=os.path.join(sb, "cmdline"), CORTEX_LOG="warn",
                         CORTEX_CA_FILE=os.path.join(sb, "c1", "ca.crt"),
                         CORTEX_TOKEN_FILE=os.path.join(sb, "c1", "admin.token"))
+        for kv in extra_env:
+            k, _, v = kv.partition("=")
+            self.env[k] = v
         self.procs, self.addrs, self.http = {}, {}, {}
 
     def cli(self, *args, server=None, check=True):
@@ -121,11 +124,13 @@ def main():
     ap.add_argument("--sim", default="100,1000")
     ap.add_argument("--sim-seconds", type=float, default=30)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for every cortex process, e.g. CORTEX_RAFT__HEARTBEAT_INTERVAL_MS=150")
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {}
     with tempfile.TemporaryDirectory() as sb:
-        c = Cluster(a.binary, sb)
+        c = Cluster(a.binary, sb, a.env)
         c.start("c1")
         wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
         token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
@@ -188,7 +193,7 @@ def main():
     out["simulated_nodes"] = []
     for n in ([] if "sim" in a.skip.split(",") else [int(x) for x in a.sim.split(",")]):
         with tempfile.TemporaryDirectory() as sb:
-            c = Cluster(a.binary, sb)
+            c = Cluster(a.binary, sb, a.env)
             c.start("c1")
             wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
             token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
