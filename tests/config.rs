@@ -43,7 +43,10 @@ fn every_layer_applies_in_order() {
         c["raft"]["heartbeat_interval_ms"], 150,
         "the kernel command line beats files"
     );
-    assert_eq!(c["raft"]["election_timeout_min_ms"], 750, "a built-in default nobody overrides survives");
+    assert_eq!(
+        c["raft"]["election_timeout_min_ms"], 750,
+        "a built-in default nobody overrides survives"
+    );
     assert_eq!(
         c["raft"]["election_timeout_max_ms"], 3000,
         "an /etc drop-in merges into [raft]"
