@@ -27,6 +27,7 @@ options:
   --data-dir DIR    directory for cortex's disk test (default: a temporary dir under target/)
   --runs N          interleaved rounds; each metric is the median over them (default 3)
   --out DIR         keep raw outputs here (default: target/bench-compare/<timestamp>)
+  --wait-idle SECS  first wait (at most SECS) until the 1-minute load average is below 0.5
   --no-install      do not install packages or create the venv
   -h, --help        this help
 
@@ -41,6 +42,7 @@ data_dir=""
 runs=3
 out=""
 install=1
+wait_idle=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --cortex) cortex=$2; shift ;;
@@ -48,6 +50,7 @@ while [[ $# -gt 0 ]]; do
         --data-dir) data_dir=$2; shift ;;
         --runs) runs=$2; shift ;;
         --out) out=$2; shift ;;
+        --wait-idle) wait_idle=$2; shift ;;
         --no-install) install=0 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -100,6 +103,14 @@ if [[ -z "$data_dir" ]]; then
     cleanup_dir=$data_dir
 fi
 trap '[[ -n "$cleanup_dir" ]] && rm -rf "$cleanup_dir"' EXIT
+
+if [[ $wait_idle -gt 0 ]]; then
+    deadline=$((SECONDS + wait_idle))
+    while (( SECONDS < deadline )) && ! awk '{ exit !($1 < 0.5) }' /proc/loadavg; do
+        sleep 5
+    done
+    echo "==> load average now: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+fi
 
 threads=$(nproc)
 flags=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo || true)

@@ -50,18 +50,20 @@ pub fn measure(ctx: &Ctx, progress: &mut dyn FnMut(&str)) -> CpuSection {
     }
 }
 
+/// Many short rounds rather than a few long ones: the median then shrugs off a neighbour's
+/// burst on a shared machine.
 fn plan(quick: bool) -> Plan {
     if quick {
         Plan {
             warmup: 1,
-            repeats: 3,
-            round: Duration::from_millis(40),
+            repeats: 5,
+            round: Duration::from_millis(30),
         }
     } else {
         Plan {
             warmup: 1,
-            repeats: 5,
-            round: Duration::from_millis(150),
+            repeats: 9,
+            round: Duration::from_millis(100),
         }
     }
 }

@@ -120,7 +120,7 @@ pub fn measure(ctx: &Ctx, progress: &mut dyn FnMut(&str)) -> MemorySection {
         }
     }
     let (warmup, repeats, cap) = if ctx.quick {
-        (1, 3, Duration::from_millis(1200))
+        (1, 5, Duration::from_millis(1200))
     } else {
         (1, 10, Duration::from_secs(4))
     };
