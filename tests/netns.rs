@@ -221,7 +221,8 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_goes_on() {
         let n: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert!(
             n["labels"].get("side").is_none(),
-            "host {i} must not have the minority's write"
+            "host {i} must not have the minority's write; c1 log:\n{}",
+            c1.stderr()
         );
     }
 }

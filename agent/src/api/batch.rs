@@ -28,6 +28,13 @@ pub async fn run(api: NodeApi, mut rx: Receiver) {
                 Err(_) => break,
             }
         }
+        // A caller that went away (client disconnected, request cancelled) no longer wants
+        // its write: it was never proposed, so dropping it here is exact. Without this a write
+        // queued behind a stuck proposal (an isolated leader) would run minutes later.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         if batch.len() == 1 {
             let Some((cmd, reply)) = batch.pop() else { continue };
             let _ = reply.send(api.propose(cmd).await);

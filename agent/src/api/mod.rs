@@ -433,7 +433,10 @@ impl NodeApi {
                 Some(id) if id != self.inner.node_id && leader != Some(self.inner.node_id) => {
                     // We did not think we led, so nothing was appended: safe to send on.
                     match (f.leader_node, forward) {
-                        (Some(node), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &node.addr, &cmd).await,
+                        (Some(node), Some(cmd)) => {
+                    tracing::info!(kind = cmd.kind(), leader = %node.addr, "forwarding a write to the leader (not appended here)");
+                    forward::to_leader(&self.inner.node_tls, &node.addr, &cmd).await
+                }
                         _ => Err(ApiError::Unavailable(format!("this node is not the Raft leader; node {id} is"))),
                     }
                 }
