@@ -244,14 +244,17 @@ rows += [
 ]
 n = len(vals("c_f64"))
 print()
-print(f"medians over {n} interleaved round(s), [min..max] across rounds:")
-print(f"{'metric':<26} {'cortex':>22} {'peer':>22}  {'ratio':>6}  {'goal':>6}  peer")
+print(f"over {n} interleaved round(s): medians [min..max across rounds]; 'ratio' is the median of")
+print("the per-round ratios (each pairs measurements taken seconds apart), 'r(med)' the ratio of medians")
+print(f"{'metric':<26} {'cortex':>22} {'peer':>22}  {'ratio':>6} {'r(med)':>6}  {'goal':>6}  peer")
 for name, c, p, scale, label, goal in rows:
     cm, cmin, cmax = med(c)
     pm, pmin, pmax = med(p, scale)
-    ratio = cm / pm if pm else float("nan")
+    pairs = [a / (b * scale) for a, b in zip(vals(c), vals(p)) if b]
+    ratio = statistics.median(pairs) if pairs else float("nan")
+    rmed = cm / pm if pm else float("nan")
     g = f">={goal:.2f}" if goal else "-"
     status = "" if goal is None else ("  ok" if ratio >= goal else "  MISS")
-    print(f"{name:<26} {cm:7.1f} [{cmin:6.1f}..{cmax:6.1f}] {pm:7.1f} [{pm and pmin:6.1f}..{pmax:6.1f}]  {ratio:6.3f}  {g:>6}  {label}{status}")
+    print(f"{name:<26} {cm:7.1f} [{cmin:6.1f}..{cmax:6.1f}] {pm:7.1f} [{pmin:6.1f}..{pmax:6.1f}]  {ratio:6.3f} {rmed:6.3f}  {g:>6}  {label}{status}")
 PY
 echo "raw outputs: $out" >&2

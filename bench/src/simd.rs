@@ -400,6 +400,54 @@ mod x86 {
         };
     }
 
+    /// The AVX-512 twin of `nt_avx!`: one full 64-byte cache line per store, which the
+    /// write-combining buffers handle best.
+    macro_rules! nt_avx512 {
+        ($name:ident, |$x:ident, $y:ident, $s:ident| $vec:expr, |$xs:ident, $ys:ident, $ss:ident| $scalar:expr) => {
+            #[target_feature(enable = "avx512f")]
+            pub(super) fn $name(dst: &mut [f64], x: &[f64], y: &[f64], s: f64) {
+                let n = dst.len().min(x.len()).min(y.len());
+                let head = dst.as_ptr().align_offset(64).min(n);
+                let $ss = s;
+                for i in 0..head {
+                    let ($xs, $ys) = (x[i], y[i]);
+                    dst[i] = $scalar;
+                }
+                let $s = _mm512_set1_pd(s);
+                let mut i = head;
+                while i + 16 <= n {
+                    // SAFETY: i + 16 <= n, so the two 8-element loads from `x` and `y` and the
+                    // two 8-element stores to `dst` stay in bounds; `dst + head` is 64-byte
+                    // aligned and i - head is a multiple of 8, as `_mm512_stream_pd` needs.
+                    unsafe {
+                        let $x = _mm512_loadu_pd(x.as_ptr().add(i));
+                        let $y = _mm512_loadu_pd(y.as_ptr().add(i));
+                        _mm512_stream_pd(dst.as_mut_ptr().add(i), $vec);
+                        let $x = _mm512_loadu_pd(x.as_ptr().add(i + 8));
+                        let $y = _mm512_loadu_pd(y.as_ptr().add(i + 8));
+                        _mm512_stream_pd(dst.as_mut_ptr().add(i + 8), $vec);
+                    }
+                    i += 16;
+                }
+                for i in i..n {
+                    let ($xs, $ys) = (x[i], y[i]);
+                    dst[i] = $scalar;
+                }
+                _mm_sfence();
+            }
+        };
+    }
+
+    nt_avx512!(copy_avx512, |x, _y, _s| x, |xs, _ys, _ss| xs);
+    nt_avx512!(scale_avx512, |x, _y, s| _mm512_mul_pd(s, x), |xs, _ys, ss| ss
+        * xs);
+    nt_avx512!(add_avx512, |x, y, _s| _mm512_add_pd(x, y), |xs, ys, _ss| xs + ys);
+    nt_avx512!(
+        triad_avx512,
+        |x, y, s| _mm512_add_pd(x, _mm512_mul_pd(s, y)),
+        |xs, ys, ss| xs + ss * ys
+    );
+
     nt_avx!(copy_avx, |x, _y, _s| x, |xs, _ys, _ss| xs);
     nt_avx!(scale_avx, |x, _y, s| _mm256_mul_pd(s, x), |xs, _ys, ss| ss * xs);
     nt_avx!(add_avx, |x, y, _s| _mm256_add_pd(x, y), |xs, ys, _ss| xs + ys);
@@ -416,10 +464,11 @@ mod arm {
 
     use super::CHAINS;
 
+    // The intrinsics are safe functions in newer Rust and unsafe in older: allow both.
+    #[allow(unused_unsafe)]
     pub(super) fn fma_f64_neon(iters: u64, m: f64, a: f64) -> f64 {
         // SAFETY: NEON is part of the aarch64 baseline, so these intrinsics are always
         // available; the stores write exactly the two lanes `lanes` holds.
-        #[allow(unused_unsafe)]
         unsafe {
             let (vm, va) = (vdupq_n_f64(m), vdupq_n_f64(a));
             let mut acc = [vm; CHAINS];
@@ -442,9 +491,10 @@ mod arm {
         }
     }
 
+    // The intrinsics are safe functions in newer Rust and unsafe in older: allow both.
+    #[allow(unused_unsafe)]
     pub(super) fn fma_f32_neon(iters: u64, m: f32, a: f32) -> f64 {
         // SAFETY: as in `fma_f64_neon`; the stores write exactly the four lanes `lanes` holds.
-        #[allow(unused_unsafe)]
         unsafe {
             let (vm, va) = (vdupq_n_f32(m), vdupq_n_f32(a));
             let mut acc = [vm; CHAINS];
@@ -467,7 +517,8 @@ mod arm {
     }
 }
 
-/// True when [`copy`], [`scale`], [`add`] and [`triad`] use non-temporal stores on this CPU.
+/// True when [`copy`], [`scale`], [`add`] and [`triad`] use non-temporal stores on this CPU
+/// (512-bit with AVX-512F, else 256-bit with AVX).
 pub fn streaming_stores() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -479,8 +530,28 @@ pub fn streaming_stores() -> bool {
     }
 }
 
+/// The CPU features the STREAM kernels use here ("avx512f" or "avx"; none for plain loops).
+pub fn stream_features() -> Vec<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return vec!["avx512f".to_owned()];
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            return vec!["avx".to_owned()];
+        }
+    }
+    Vec::new()
+}
+
 /// STREAM copy: `c = a`.
 pub fn copy(c: &mut [f64], a: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected at run time just above.
+        unsafe { x86::copy_avx512(c, a, a, 0.0) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if streaming_stores() {
         // SAFETY: AVX was detected at run time by `streaming_stores()` just above.
@@ -492,6 +563,12 @@ pub fn copy(c: &mut [f64], a: &[f64]) {
 
 /// STREAM scale: `b = s·c`.
 pub fn scale(b: &mut [f64], c: &[f64], s: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected at run time just above.
+        unsafe { x86::scale_avx512(b, c, c, s) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if streaming_stores() {
         // SAFETY: AVX was detected at run time by `streaming_stores()` just above.
@@ -506,6 +583,12 @@ pub fn scale(b: &mut [f64], c: &[f64], s: f64) {
 /// STREAM add: `c = a + b`.
 pub fn add(c: &mut [f64], a: &[f64], b: &[f64]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected at run time just above.
+        unsafe { x86::add_avx512(c, a, b, 0.0) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if streaming_stores() {
         // SAFETY: AVX was detected at run time by `streaming_stores()` just above.
         unsafe { x86::add_avx(c, a, b, 0.0) };
@@ -518,6 +601,12 @@ pub fn add(c: &mut [f64], a: &[f64], b: &[f64]) {
 
 /// STREAM triad: `a = b + s·c`.
 pub fn triad(a: &mut [f64], b: &[f64], c: &[f64], s: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected at run time just above.
+        unsafe { x86::triad_avx512(a, b, c, s) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if streaming_stores() {
         // SAFETY: AVX was detected at run time by `streaming_stores()` just above.
@@ -638,6 +727,31 @@ mod tests {
                     .zip(a.iter().zip(b))
                     .all(|(d, (a, b))| *d == a + 3.0 * b));
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx_stream_kernels_match_scalar_code_too() {
+        if !std::arch::is_x86_feature_detected!("avx") {
+            return;
+        }
+        for offset in 0..4 {
+            let n = 1003;
+            let a: Vec<f64> = (0..n + offset).map(|i| i as f64).collect();
+            let b: Vec<f64> = (0..n + offset).map(|i| 2.0 * i as f64 + 1.0).collect();
+            let (a, b) = (&a[offset..], &b[offset..]);
+            let mut buf = vec![0.0; n + offset];
+            let dst = &mut buf[offset..];
+            // SAFETY: AVX was detected at run time just above.
+            unsafe { x86::triad_avx(dst, a, b, 3.0) };
+            assert!(dst
+                .iter()
+                .zip(a.iter().zip(b))
+                .all(|(d, (a, b))| *d == a + 3.0 * b));
+            // SAFETY: as above.
+            unsafe { x86::copy_avx(dst, b, b, 0.0) };
+            assert_eq!(dst, b);
         }
     }
 

@@ -4,9 +4,13 @@
 //! its own CPU (`sched_setaffinity`), all released together by a barrier at the start of each
 //! round; a round's time runs from the first thread's start to the last thread's end, so a
 //! straggler counts against the figure instead of hiding in an average.
+//!
+//! The barrier spins (then yields) instead of sleeping in the kernel: waking a sleeping thread
+//! costs tens of microseconds, more in a VM (an IPI to a halted vCPU), and that skew would be
+//! charged to every round.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -37,6 +41,44 @@ pub fn pin_current(cpu: usize) -> bool {
     set.set(cpu).is_ok() && sched_setaffinity(Pid::from_raw(0), &set).is_ok()
 }
 
+/// A reusable barrier for `n` threads that spins, then yields, while it waits.
+struct SpinBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(n: usize) -> SpinBarrier {
+        SpinBarrier {
+            n,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns once all `n` threads have called `wait` for this generation. Everything a thread
+    /// wrote before calling it is visible to every thread after it returns.
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < 1 << 16 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                // More threads than CPUs (or a preempted peer): let the others run.
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 /// What [`run`] measured.
 pub struct Outcome<S> {
     /// The workers' states, in order.
@@ -58,7 +100,7 @@ where
     W: Fn(&mut S, usize) + Sync,
 {
     let workers = states.len();
-    let barrier = Barrier::new(workers);
+    let barrier = SpinBarrier::new(workers);
     // The round at which everyone stops, set once by worker 0. A round number (not a flag) so
     // a slow worker reading it late in round r still agrees that round r runs.
     let stop_at = AtomicUsize::new(usize::MAX);
@@ -86,7 +128,7 @@ where
                         // Worker 0 stored its decision before reaching this barrier, which
                         // orders memory, so everyone agrees on the last round.
                         barrier.wait();
-                        if round >= stop_at.load(Ordering::Relaxed) {
+                        if round >= stop_at.load(Ordering::Acquire) {
                             break;
                         }
                         let start = Instant::now();
@@ -99,7 +141,7 @@ where
                                 Err(_) => start,
                             };
                             if !go_on(round + 1, end.duration_since(first)) {
-                                stop_at.store(round + 1, Ordering::Relaxed);
+                                stop_at.store(round + 1, Ordering::Release);
                             }
                         }
                     }
