@@ -18,6 +18,8 @@ const SCALAR: f64 = 3.0;
 /// Per-array size when the last-level cache size is unknown.
 const DEFAULT_ARRAY_BYTES: u64 = 64 << 20;
 const KERNELS: [&str; 4] = ["copy", "scale", "add", "triad"];
+/// Offset between the arrays' starts, in elements: 17 cache lines (see `stream`).
+const SKEW: usize = 17 * 8;
 
 /// The last-level cache: size of one instance and how many instances the CPUs share out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +168,19 @@ pub fn stream(
     // One chunk per thread, a multiple of 8 elements so every chunk starts equally aligned.
     let chunk = len.div_ceil(threads).div_ceil(8) * 8;
     let len = chunk * threads;
-    let (mut a, mut b, mut c) = (vec![0.0f64; len], vec![0.0f64; len], vec![0.0f64; len]);
+    // Each array starts a different number of cache lines into its allocation (STREAM's
+    // OFFSET): same-sized allocations otherwise sit a power of two apart, and the three
+    // streams then collide in the same cache sets and DRAM banks.
+    let (mut a, mut b, mut c) = (
+        vec![0.0f64; len + 2 * SKEW],
+        vec![0.0f64; len + 2 * SKEW],
+        vec![0.0f64; len + 2 * SKEW],
+    );
+    let (a, b, c) = (
+        &mut a[..len],
+        &mut b[SKEW..SKEW + len],
+        &mut c[2 * SKEW..2 * SKEW + len],
+    );
     let states: Vec<Chunk> = a
         .chunks_mut(chunk)
         .zip(b.chunks_mut(chunk))
@@ -222,7 +236,7 @@ pub fn stream(
             _ => sa = sb + SCALAR * sc,
         }
     }
-    for (name, arr, want) in [("a", &a, sa), ("b", &b, sb), ("c", &c, sc)] {
+    for (name, arr, want) in [("a", &*a, sa), ("b", &*b, sb), ("c", &*c, sc)] {
         if let Some(i) = arr.iter().position(|x| *x != want) {
             return Err(format!(
                 "STREAM validation failed: {name}[{i}] = {} instead of {want}; figures withheld",
