@@ -100,92 +100,69 @@ pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) 
     Ok(())
 }
 
+/// The node decisions an operator makes: each is one RPC taking a node key (and a reason).
+#[derive(Clone, Copy)]
+enum Decision {
+    Approve,
+    Reject,
+    Drain,
+    Remove,
+}
+
 pub async fn approve(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
-    let mut client = Client::connect(args).await?;
-    let req = client.request(NodeDecisionRequest {
-        key: key.to_string(),
-        reason: String::new(),
-    });
-    let node = client
-        .grpc
-        .approve_node(req)
-        .await
-        .map_err(|e| client.error(e))?
-        .into_inner();
-    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
-    if out == Output::Json {
-        return output::print_json(&node);
-    }
-    println!(
-        "node {} ({}) approved: {} {}",
-        node.name,
-        node.id,
-        node.role.as_str(),
-        node.state.as_str()
-    );
-    Ok(())
+    decide(args, key, "", Decision::Approve, out).await
 }
 
 pub async fn drain(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
-    let mut client = Client::connect(args).await?;
-    let req = client.request(NodeDecisionRequest {
-        key: key.to_string(),
-        reason: String::new(),
-    });
-    let node = client
-        .grpc
-        .drain_node(req)
-        .await
-        .map_err(|e| client.error(e))?
-        .into_inner();
-    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
-    if out == Output::Json {
-        return output::print_json(&node);
-    }
-    println!(
-        "node {} ({}) is draining: no new work goes to it",
-        node.name, node.id
-    );
-    Ok(())
+    decide(args, key, "", Decision::Drain, out).await
 }
 
 pub async fn remove(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
-    let mut client = Client::connect(args).await?;
-    let req = client.request(NodeDecisionRequest {
-        key: key.to_string(),
-        reason: String::new(),
-    });
-    let node = client
-        .grpc
-        .remove_node(req)
-        .await
-        .map_err(|e| client.error(e))?
-        .into_inner();
-    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
-    if out == Output::Json {
-        return output::print_json(&node);
-    }
-    println!("node {} ({}) removed from the cluster", node.name, node.id);
-    Ok(())
+    decide(args, key, "", Decision::Remove, out).await
 }
 
 pub async fn reject(args: &ClientArgs, key: &str, reason: &str, out: Output) -> anyhow::Result<()> {
+    decide(args, key, reason, Decision::Reject, out).await
+}
+
+async fn decide(
+    args: &ClientArgs,
+    key: &str,
+    reason: &str,
+    what: Decision,
+    out: Output,
+) -> anyhow::Result<()> {
     let mut client = Client::connect(args).await?;
     let req = client.request(NodeDecisionRequest {
         key: key.to_string(),
         reason: reason.to_string(),
     });
-    let node = client
-        .grpc
-        .reject_node(req)
-        .await
-        .map_err(|e| client.error(e))?
-        .into_inner();
+    let reply = match what {
+        Decision::Approve => client.grpc.approve_node(req).await,
+        Decision::Reject => client.grpc.reject_node(req).await,
+        Decision::Drain => client.grpc.drain_node(req).await,
+        Decision::Remove => client.grpc.remove_node(req).await,
+    };
+    let node = reply.map_err(|e| client.error(e))?.into_inner();
     let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
     if out == Output::Json {
         return output::print_json(&node);
     }
-    println!("node {} ({}) rejected", node.name, node.id);
+    match what {
+        Decision::Approve => println!(
+            "node {} ({}) approved: {} {}",
+            node.name,
+            node.id,
+            node.role.as_str(),
+            node.state.as_str()
+        ),
+        Decision::Reject => println!("node {} ({}) rejected", node.name, node.id),
+        Decision::Drain => println!(
+            "node {} ({}) is draining: no new work goes to it",
+            node.name, node.id
+        ),
+        Decision::Remove => println!("node {} ({}) removed from the cluster", node.name, node.id),
+    }
     Ok(())
 }
 
