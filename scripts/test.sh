@@ -34,12 +34,16 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the suite uses. Keep sorted; one reason each.
 packages=(
+    busybox-static    # workload tests: a 2 MB rootfs for nspawn and Podman
     ca-certificates   # cargo fetches crates over TLS
     curl              # PXE tests: HTTP Range requests and a second TFTP client (tftp://)
     iproute2          # `ip netns`: multi-host cluster tests, each node in its own namespace
     ipxe              # PXE tests: Debian's undionly.kpxe / ipxe.efi / snponly.efi, served by default
     nftables          # `nft`: partitions on the test bridge (network-namespace tests)
+    podman            # Podman executor tests (REST API via `podman system service`)
     procps            # `kill`, `ps`: the harness signals and inspects cortex processes
+    runc              # Podman's runtime here (crun refuses cgroup v1 hybrid)
+    systemd-container # `systemd-nspawn`: the nspawn executor
     tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
 )
 

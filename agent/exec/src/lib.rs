@@ -1,0 +1,167 @@
+//! Runs one task attempt on this node and reports how it ended.
+//!
+//! One entry point, [`Executors::run`]: it starts the attempt with its limits, streams its
+//! output, waits for it, kills the whole process tree on cancel or timeout, cleans up (cgroups,
+//! scratch dir, container) and returns an [`Exit`]. The caller (the agent's work loop) decides
+//! what the exit means for the task (retry, fail, succeed); this crate knows nothing of Raft.
+//!
+//! Invariants:
+//! - every attempt runs in its own cgroup(s) named after [`ExecSpec::name`], and nothing of it
+//!   (process, cgroup, scratch dir, container) survives `run` returning;
+//! - the environment is exactly the spec's plus a minimal `PATH` (nothing leaks from the agent);
+//! - errors say which field or which host capability is at fault.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod testing;
+
+/// Which executor runs the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Exec,
+    Nspawn,
+    Podman,
+}
+
+/// Network the attempt sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A private network namespace with only `lo` (the default for every kind).
+    #[default]
+    Private,
+    /// The host's network (opt-in).
+    Host,
+}
+
+/// Resource limits, enforced by the kernel (cgroups), not by polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// CPU quota in thousandths of a core (500 = half a core).
+    pub cpu_millis: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u32>,
+}
+
+/// Everything needed to run one attempt.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub kind: Kind,
+    /// Unique per attempt, `[a-z0-9-]` only (e.g. `t-0123abcd-a2`): names cgroups, scratch
+    /// dirs and containers.
+    pub name: String,
+    /// argv; `command[0]` is looked up in the minimal PATH (or the container's).
+    pub command: Vec<String>,
+    /// nspawn: a rootfs directory or a tarball (`.tar`, `.tar.gz`, `.tar.zst`).
+    /// podman: an image reference in the local store.
+    pub image: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the task's filesystem view. Default: the scratch dir (exec) or
+    /// `/` (containers).
+    pub workdir: Option<String>,
+    pub limits: Limits,
+    pub network: Network,
+    pub timeout: Option<Duration>,
+}
+
+/// Which stream a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A chunk of output, in the order it was read from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stream: Stream,
+    pub data: Vec<u8>,
+}
+
+/// How an attempt ended (it did run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Exit {
+    /// The exit status if it exited normally.
+    pub code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer ended it (memory limit).
+    pub oom_killed: bool,
+    /// Killed because `timeout` elapsed.
+    pub timed_out: bool,
+    /// Killed because the cancel token fired.
+    pub cancelled: bool,
+}
+
+impl Exit {
+    /// The shell convention: the exit status, or 128 + signal number.
+    pub fn exit_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => -1,
+        }
+    }
+}
+
+/// Why an attempt could not be run at all (as opposed to running and failing).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The spec is wrong for this executor (names the field).
+    #[error("{field}: {message}")]
+    InvalidSpec { field: &'static str, message: String },
+    /// This host cannot run this kind (binary missing, no cgroup controller, Podman service
+    /// down): the message says what is missing and how to get it.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Setting up or supervising the attempt failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Host-level settings shared by all attempts on this node.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Scratch dirs, unpacked rootfs tarballs, the Podman socket and its config live here
+    /// (e.g. `<data_dir>/exec`).
+    pub work_root: PathBuf,
+    /// Podman REST API socket to use; `None` = start `podman system service` under
+    /// `work_root` on first use.
+    pub podman_socket: Option<PathBuf>,
+}
+
+/// The executors of this node.
+pub struct Executors {
+    config: ExecConfig,
+}
+
+impl Executors {
+    pub fn new(config: ExecConfig) -> Result<Self, ExecError> {
+        Ok(Executors { config })
+    }
+
+    pub fn config(&self) -> &ExecConfig {
+        &self.config
+    }
+
+    /// Runs one attempt to completion. Output chunks go to `output` as they are read (a full
+    /// channel applies back-pressure; a closed one discards output). `cancel` kills the whole
+    /// process tree within a second and the result has `cancelled` set.
+    pub async fn run(
+        &self,
+        spec: ExecSpec,
+        output: mpsc::Sender<Output>,
+        cancel: CancellationToken,
+    ) -> Result<Exit, ExecError> {
+        let _ = (spec, output, cancel);
+        Err(ExecError::Unavailable("executors are not implemented yet".into()))
+    }
+}
