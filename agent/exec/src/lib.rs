@@ -18,6 +18,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod cgroup;
+mod nspawn;
+mod podman;
+mod process;
 pub mod testing;
 
 /// Which executor runs the attempt.
