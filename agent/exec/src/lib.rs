@@ -165,7 +165,10 @@ impl Executors {
         output: mpsc::Sender<Output>,
         cancel: CancellationToken,
     ) -> Result<Exit, ExecError> {
-        let _ = (spec, output, cancel);
-        Err(ExecError::Unavailable("executors are not implemented yet".into()))
+        match spec.kind {
+            Kind::Exec => process::run(&self.config, spec, output, cancel).await,
+            Kind::Nspawn => nspawn::run(&self.config, spec, output, cancel).await,
+            Kind::Podman => podman::run(&self.config, spec, output, cancel).await,
+        }
     }
 }
