@@ -22,6 +22,11 @@ pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
             .and_then(|j| serde_json::to_string(j).ok())
             .unwrap_or_default(),
         has_certificate: n.cert_pem.is_some(),
+        bench_json: n
+            .bench
+            .as_ref()
+            .and_then(|b| serde_json::to_string(b).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -40,7 +45,16 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
                 .map_err(|e| format!("node {}: join_json is not valid: {e}", n.id))?,
         )
     };
+    let bench = if n.bench_json.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_str(&n.bench_json)
+                .map_err(|e| format!("node {}: bench_json is not valid: {e}", n.id))?,
+        )
+    };
     Ok(NodeRecord {
+        bench,
         id: n.id,
         name: n.name,
         role,
@@ -142,6 +156,7 @@ mod tests {
             updated_at_ms: 2,
             join: None,
             cert_pem: None,
+            bench: None,
         };
         n.labels.insert("zone".into(), "a".into());
         n.inventory.hostname = "alpha".into();
@@ -163,6 +178,7 @@ mod tests {
             updated_at_ms: 0,
             join: None,
             cert_pem: None,
+            bench: None,
         });
         p.state = "sleepy".into();
         assert_eq!(

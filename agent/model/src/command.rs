@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::node::{BenchSummary, JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::task::{NewTask, Placement, TaskId, TaskReport, WorkflowRecord};
 use crate::token::TokenRecord;
 use crate::{NodeId, UnixMillis};
 
@@ -75,6 +76,37 @@ pub enum Command {
         id: String,
         at_ms: UnixMillis,
     },
+    /// New tasks (one, a fan-out group, or a workflow): all are created or none.
+    SubmitTasks {
+        tasks: Vec<NewTask>,
+        #[serde(default)]
+        workflow: Option<WorkflowRecord>,
+        #[serde(default)]
+        submitted_by: Option<String>,
+        at_ms: UnixMillis,
+    },
+    /// The leader's scheduler decided where tasks run; each placement is re-checked.
+    PlaceTasks {
+        placements: Vec<Placement>,
+        at_ms: UnixMillis,
+    },
+    /// A node reports on its attempts (started, output, finished); fenced by attempt number.
+    ReportTasks {
+        node_id: NodeId,
+        reports: Vec<TaskReport>,
+        at_ms: UnixMillis,
+    },
+    CancelTasks {
+        task_ids: Vec<TaskId>,
+        reason: String,
+        at_ms: UnixMillis,
+    },
+    /// A node's self-benchmark summary (measured on the node, published by it).
+    SetNodeBench {
+        node_id: NodeId,
+        bench: BenchSummary,
+        at_ms: UnixMillis,
+    },
 }
 
 impl Command {
@@ -92,6 +124,11 @@ impl Command {
             Command::RemoveNode { .. } => "remove_node",
             Command::Batch { .. } => "batch",
             Command::RevokeToken { .. } => "revoke_token",
+            Command::SubmitTasks { .. } => "submit_tasks",
+            Command::PlaceTasks { .. } => "place_tasks",
+            Command::ReportTasks { .. } => "report_tasks",
+            Command::CancelTasks { .. } => "cancel_tasks",
+            Command::SetNodeBench { .. } => "set_node_bench",
         }
     }
 }
@@ -112,4 +149,21 @@ pub enum Outcome {
     Batch {
         outcomes: Vec<Outcome>,
     },
+    /// Tasks created or cancelled.
+    Tasks {
+        ids: Vec<TaskId>,
+    },
+    Placed(PlaceOutcome),
+    /// Reports that were refused because their attempt is not current (the node must kill
+    /// those attempts).
+    Reports {
+        stale: Vec<(TaskId, u32)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlaceOutcome {
+    pub placed: Vec<TaskId>,
+    /// Placements apply refused, with why (the scheduler retries on its next pass).
+    pub refused: Vec<(TaskId, String)>,
 }

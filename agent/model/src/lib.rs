@@ -1,6 +1,6 @@
 //! Cortex's shared vocabulary and its deterministic cluster state machine.
 //!
-//! Invariants (enforced by this crate's dependency list: serde and thiserror only):
+//! Invariants (enforced by this crate's dependency list: serde, base64 and thiserror only):
 //! - no IO of any kind: no files, no sockets, no clock reads, no randomness;
 //! - [`state::ClusterState::apply`] is a pure function of the state and the command, so every
 //!   replica that applies the same Raft log reaches the same state.
@@ -8,7 +8,9 @@
 pub mod command;
 pub mod inventory;
 pub mod node;
+pub mod placement;
 pub mod state;
+pub mod task;
 pub mod token;
 pub mod view;
 

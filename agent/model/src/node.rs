@@ -84,6 +84,22 @@ pub struct NodeRecord {
     /// The node's certificate once approved (public).
     #[serde(default)]
     pub cert_pem: Option<String>,
+    /// The node's measured self-benchmark summary, once it has published one.
+    #[serde(default)]
+    pub bench: Option<BenchSummary>,
+}
+
+/// The figures placement and the surfaces use from a node's self-benchmark (`cortex bench`).
+/// Each is a median over repeats; 0 means not measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BenchSummary {
+    pub cpu_f64_gflops_all: f64,
+    pub cpu_f64_gflops_one: f64,
+    pub cpu_f32_gflops_all: f64,
+    pub memory_triad_gbps: f64,
+    pub disk_seq_read_mbps: f64,
+    pub measured_at_ms: UnixMillis,
 }
 
 /// How a node asked to join.

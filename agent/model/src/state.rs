@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Outcome};
 use crate::node::{validate_label, JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::task::{TaskId, TaskLog, TaskRecord, WorkflowRecord};
 use crate::token::{Scope, TokenKind, TokenRecord, TokenRejection};
 use crate::{NodeId, UnixMillis};
 
@@ -33,6 +34,15 @@ pub struct ClusterState {
     pub tokens: BTreeMap<String, TokenRecord>,
     pub events: VecDeque<Event>,
     pub next_event_seq: u64,
+    #[serde(default)]
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    #[serde(default)]
+    pub task_logs: BTreeMap<TaskId, TaskLog>,
+    #[serde(default)]
+    pub workflows: BTreeMap<String, WorkflowRecord>,
+    /// Bytes held in `task_logs` (kept in step by apply, bounded by the log budget).
+    #[serde(default)]
+    pub log_bytes_held: u64,
 }
 
 impl ClusterState {
@@ -83,6 +93,7 @@ impl ClusterState {
                             updated_at_ms: *at_ms,
                             join: None,
                             cert_pem: None,
+                            bench: None,
                         };
                         self.nodes.insert(node.id, record.clone());
                         record
@@ -255,6 +266,10 @@ impl ClusterState {
                 n.state = *state;
                 n.updated_at_ms = *at_ms;
                 let (name, record) = (n.name.clone(), n.clone());
+                if matches!(state, NodeState::Down | NodeState::Left) {
+                    let why = format!("node {name} is {}", state.as_str());
+                    self.lose_tasks_on(*node_id, &why, *at_ms);
+                }
                 self.event(
                     *at_ms,
                     Some(*node_id),
@@ -281,6 +296,7 @@ impl ClusterState {
                     "node_removed",
                     format!("node {} ({node_id}) removed", n.name),
                 );
+                self.lose_tasks_on(*node_id, &format!("node {} was removed", n.name), *at_ms);
                 Outcome::Done
             }
             Command::RevokeToken { id, at_ms } => {
@@ -292,6 +308,39 @@ impl ClusterState {
                 token.revoked = true;
                 self.event(*at_ms, None, "token_revoked", format!("token {id:?} revoked"));
                 Outcome::Done
+            }
+            Command::SubmitTasks {
+                tasks,
+                workflow,
+                submitted_by,
+                at_ms,
+            } => self.submit_tasks(tasks, workflow.as_ref(), submitted_by.as_deref(), *at_ms),
+            Command::PlaceTasks { placements, at_ms } => self.place_tasks(placements, *at_ms),
+            Command::ReportTasks {
+                node_id,
+                reports,
+                at_ms,
+            } => self.report_tasks(*node_id, reports, *at_ms),
+            Command::CancelTasks {
+                task_ids,
+                reason,
+                at_ms,
+            } => self.cancel_tasks(task_ids, reason, *at_ms),
+            Command::SetNodeBench {
+                node_id,
+                bench,
+                at_ms,
+            } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
+                };
+                n.bench = Some(bench.clone());
+                n.updated_at_ms = *at_ms;
+                Outcome::Node {
+                    node: Box::new(n.clone()),
+                }
             }
         }
     }
@@ -372,6 +421,7 @@ impl ClusterState {
             updated_at_ms: at_ms,
             join: Some(join.clone()),
             cert_pem: None,
+            bench: None,
         };
         self.nodes.insert(node.id, record.clone());
         self.event(
@@ -464,7 +514,7 @@ impl ClusterState {
         }
     }
 
-    fn event(&mut self, at_ms: UnixMillis, node_id: Option<NodeId>, kind: &str, message: String) {
+    pub(crate) fn event(&mut self, at_ms: UnixMillis, node_id: Option<NodeId>, kind: &str, message: String) {
         let seq = self.next_event_seq;
         self.next_event_seq += 1;
         self.events.push_back(Event {
