@@ -9,6 +9,7 @@ mod forward;
 mod join;
 mod liveness;
 mod status;
+pub mod tasks;
 mod tokens;
 
 use std::collections::BTreeMap;

@@ -35,6 +35,9 @@ struct SnapshotPayload {
 pub struct StateMachineStore {
     db: Arc<Database>,
     inner: Arc<RwLock<Inner>>,
+    /// Bumped (to the last applied index) after every apply and snapshot install, so readers
+    /// that follow the state (task watchers, node assignments, the scheduler) wake up.
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
@@ -47,15 +50,27 @@ impl StateMachineStore {
             inner.membership = meta.last_membership;
             inner.state = payload.state;
         }
+        let applied = inner.last_applied.map(|l| l.index).unwrap_or(0);
         Ok(StateMachineStore {
             db,
             inner: Arc::new(RwLock::new(inner)),
+            changed: Arc::new(tokio::sync::watch::channel(applied).0),
         })
     }
 
     /// Read access to the applied cluster state. Hold the guard briefly: apply waits for it.
     pub fn state(&self) -> StateGuard<'_> {
         StateGuard(self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// A receiver that is notified after each change of the applied state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        let index = self.last_applied().map(|l| l.index).unwrap_or(0);
+        self.changed.send_replace(index);
     }
 
     /// Index of the last applied log entry.
@@ -90,6 +105,26 @@ impl StateMachineStore {
             Ok(r) => r.map_err(write_err),
             Err(join) => Err(write_err(std::io::Error::other(join.to_string()))),
         }
+    }
+}
+
+impl StateMachineStore {
+    fn apply_entries<I: IntoIterator<Item = Entry>>(&self, entries: I) -> Vec<Outcome> {
+        let mut inner = self.write_inner();
+        let mut out = Vec::new();
+        for entry in entries {
+            inner.last_applied = Some(entry.log_id);
+            let outcome = match entry.payload {
+                EntryPayload::Blank => Outcome::Done,
+                EntryPayload::Normal(cmd) => inner.state.apply(&cmd),
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Outcome::Done
+                }
+            };
+            out.push(outcome);
+        }
+        out
     }
 }
 
@@ -158,20 +193,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut inner = self.write_inner();
-        let mut out = Vec::new();
-        for entry in entries {
-            inner.last_applied = Some(entry.log_id);
-            let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(cmd) => inner.state.apply(&cmd),
-                EntryPayload::Membership(m) => {
-                    inner.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Outcome::Done
-                }
-            };
-            out.push(outcome);
-        }
+        let out = self.apply_entries(entries);
+        self.notify();
         Ok(out)
     }
 
@@ -195,6 +218,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.state = payload.state;
+        drop(inner);
+        self.notify();
         Ok(())
     }
 
