@@ -74,10 +74,21 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
+    let coordinators = coordinator_addrs(&config)?;
+    let worker = crate::worker::Worker {
+        node_id: identity.node_id,
+        executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
+        link: crate::worker::Link::Remote(std::sync::Arc::new(crate::worker::Remote {
+            tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
+            coordinators: coordinators.clone(),
+        })),
+        fence_after: crate::worker::fence_after(&config.cluster),
+    };
+    let worker_done = tokio::spawn(worker.run(shutdown.token()));
     let beat = heartbeat::Heartbeat::new(
         identity.node_id,
         creds,
-        coordinator_addrs(&config)?,
+        coordinators,
         Duration::from_millis(config.cluster.heartbeat_interval_ms),
         config.data_dir.clone(),
     );
@@ -101,7 +112,8 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         );
     }
     shutdown.wait().await;
-    tracing::info!("agent stopping");
+    tracing::info!("agent stopping: killing its attempts");
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker_done).await;
     if config.leave_on_shutdown {
         match leave(&config, identity.node_id).await {
             Ok(()) => tracing::info!("left the cluster (leave_on_shutdown)"),

@@ -9,8 +9,7 @@ use cortex_model::node::NodeState;
 use cortex_model::placement;
 use cortex_model::task::validate::{validate_name, validate_spec, MAX_FANOUT};
 use cortex_model::task::{
-    Aggregate, LogChunk, NewTask, TaskId, TaskRecord, TaskReport, TaskSpec, TaskState,
-    WorkflowRecord,
+    Aggregate, LogChunk, NewTask, TaskId, TaskRecord, TaskReport, TaskSpec, TaskState, WorkflowRecord,
 };
 use cortex_model::token::Scope;
 use cortex_model::NodeId;
@@ -119,11 +118,7 @@ fn field_prefix(i: usize, n: usize) -> String {
 impl NodeApi {
     /// Validates and submits tasks. Needs scope `operate`. Nothing is created unless all of it
     /// is valid and could run somewhere.
-    pub async fn submit_tasks(
-        &self,
-        caller: &Caller,
-        input: SubmitInput,
-    ) -> Result<Submitted, ApiError> {
+    pub async fn submit_tasks(&self, caller: &Caller, input: SubmitInput) -> Result<Submitted, ApiError> {
         caller.require(Scope::Operate)?;
         let n = input.tasks.len();
         if n == 0 {
@@ -153,8 +148,7 @@ impl NodeApi {
         let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
         for (i, spec) in input.tasks.iter().enumerate() {
             let p = field_prefix(i, n);
-            validate_spec(spec)
-                .map_err(|e| ApiError::invalid(&format!("{p}{}", e.field), e.message))?;
+            validate_spec(spec).map_err(|e| ApiError::invalid(&format!("{p}{}", e.field), e.message))?;
             if let Some(name) = &spec.name {
                 if by_name.insert(name.clone(), i).is_some() {
                     return Err(ApiError::invalid(
@@ -167,7 +161,7 @@ impl NodeApi {
         let ids: Vec<TaskId> = (0..n).map(|_| new_id('t')).collect();
         let workflow_id = input.workflow.as_ref().map(|_| new_id('w'));
         let mut tasks = Vec::new();
-        {
+        let fanned: Option<(Vec<NewTask>, Submitted)> = {
             let state = self.inner.sm.state();
             for (i, spec) in input.tasks.iter().enumerate() {
                 let p = field_prefix(i, n);
@@ -271,10 +265,14 @@ impl NodeApi {
                     group: Some(group),
                     workflow: None,
                 };
-                drop(state);
-                self.propose_submit(caller, copies, None).await?;
-                return Ok(out);
+                Some((copies, out))
+            } else {
+                None
             }
+        };
+        if let Some((copies, out)) = fanned {
+            self.propose_submit(caller, copies, None).await?;
+            return Ok(out);
         }
         let workflow = workflow_id.as_ref().map(|id| WorkflowRecord {
             id: id.clone(),
@@ -339,9 +337,7 @@ impl NodeApi {
             .filter(|t| f.group.is_none() || t.group == f.group)
             .filter(|t| f.workflow.is_none() || t.workflow == f.workflow)
             .filter(|t| {
-                f.node.is_none()
-                    || t.node_id == f.node
-                    || t.attempts.last().map(|a| a.node_id) == f.node
+                f.node.is_none() || t.node_id == f.node || t.attempts.last().map(|a| a.node_id) == f.node
             })
             .filter(|t| {
                 before
@@ -410,7 +406,11 @@ impl NodeApi {
         if !state.tasks.contains_key(id) {
             return Err(task_not_found(id, state.tasks.keys()));
         }
-        let max = if max == 0 { MAX_LOG_READ } else { max.min(MAX_LOG_READ) };
+        let max = if max == 0 {
+            MAX_LOG_READ
+        } else {
+            max.min(MAX_LOG_READ)
+        };
         Ok(match state.task_logs.get(id) {
             Some(log) => {
                 let (chunks, next_offset) = log.read(offset, max);
@@ -510,15 +510,6 @@ impl NodeApi {
         }
     }
 
-    /// Waits until the applied state changes (or `timeout`), for followers of tasks.
-    pub async fn state_changed(
-        &self,
-        rx: &mut tokio::sync::watch::Receiver<u64>,
-        timeout: std::time::Duration,
-    ) {
-        let _ = tokio::time::timeout(timeout, rx.changed()).await;
-    }
-
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.sm.subscribe()
     }
@@ -539,4 +530,22 @@ fn task_not_found<'a>(id: &str, known: impl Iterator<Item = &'a String>) -> ApiE
         n => format!("; {n} tasks start with {id:?}: give more of the id"),
     };
     ApiError::NotFound(format!("no task {id:?}{hint}"))
+}
+
+impl NodeApi {
+    /// One scheduling pass over the applied state, using live load from heartbeats.
+    pub fn plan_placements(&self, max: usize) -> Vec<cortex_model::task::Placement> {
+        let state = self.inner.sm.state();
+        let load: BTreeMap<NodeId, f64> = state
+            .nodes
+            .keys()
+            .filter_map(|id| {
+                self.inner
+                    .liveness
+                    .last_seen(*id)
+                    .map(|s| (*id, s.resources.load_1m))
+            })
+            .collect();
+        placement::schedule(&state, &load, now_ms(), max)
+    }
 }

@@ -6,8 +6,12 @@ mod heartbeats;
 mod node;
 mod output;
 mod pxe;
+mod run;
+mod spec_args;
 mod status;
+mod task;
 mod token;
+mod workflow;
 mod writes;
 
 use std::net::SocketAddr;
@@ -73,6 +77,19 @@ pub enum Command {
     Pxe {
         #[command(subcommand)]
         command: pxe::PxeCommand,
+    },
+    /// Run a command on the cluster: streams its output and exits with its exit code.
+    /// `cortex run -- uname -a`, `cortex run --all -- nproc`, `cortex run --nspawn ./rootfs --mem 256M -- sh -c 'echo hi'`.
+    Run(run::RunArgs),
+    /// List, show, follow the logs of, and cancel tasks.
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
+    /// Submit and follow workflows: DAGs of tasks from one YAML or JSON file.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
     },
     /// Measure this machine: CPU FLOPS, GEMM, memory bandwidth, disk, NICs, GPUs.
     Bench(bench::BenchArgs),
@@ -237,6 +254,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { after, limit, client } => events::run(&client, after, limit, out).await?,
         Command::Pxe { command } => pxe::run(command, out).await?,
         Command::Bench(args) => bench::run(args, out).await?,
+        Command::Run(args) => return run::run(args, out).await,
+        Command::Task { command } => task::run(command, out).await?,
+        Command::Workflow { command } => return workflow::run(command, out).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::grpc_tasks as tasks;
 use crate::api::{ApiError, JoinInput, NewToken, NodeApi};
 use crate::convert::{node_to_pb, status_to_pb, token_to_pb};
 use cortex_cluster::raft_service::{peer_node, require_coordinator};
@@ -50,7 +51,7 @@ struct CortexService {
     api: NodeApi,
 }
 
-fn status(e: ApiError) -> Status {
+pub(super) fn status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
         ApiError::Unauthenticated(_) => Status::unauthenticated(msg),
@@ -63,7 +64,7 @@ fn status(e: ApiError) -> Status {
     }
 }
 
-fn bearer<T>(req: &Request<T>) -> Option<String> {
+pub(super) fn bearer<T>(req: &Request<T>) -> Option<String> {
     let v = req.metadata().get("authorization")?.to_str().ok()?;
     v.strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
@@ -72,6 +73,77 @@ fn bearer<T>(req: &Request<T>) -> Option<String> {
 
 #[tonic::async_trait]
 impl Cortex for CortexService {
+    type WatchTaskStream = tasks::WatchTaskStream;
+    type WatchAssignmentsStream = tasks::AssignmentStream;
+
+    async fn submit_tasks(
+        &self,
+        req: Request<pb::JsonRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::submit(&self.api, req).await
+    }
+
+    async fn get_task(&self, req: Request<pb::KeyRequest>) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::get(&self.api, req)
+    }
+
+    async fn list_tasks(&self, req: Request<pb::JsonRequest>) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::list(&self.api, req)
+    }
+
+    async fn task_logs(
+        &self,
+        req: Request<pb::TaskLogsRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::logs(&self.api, req)
+    }
+
+    async fn watch_task(
+        &self,
+        req: Request<pb::TaskLogsRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        tasks::watch(&self.api, req)
+    }
+
+    async fn cancel_tasks(
+        &self,
+        req: Request<pb::JsonRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::cancel(&self.api, req).await
+    }
+
+    async fn get_workflow(&self, req: Request<pb::KeyRequest>) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::workflow(&self.api, req)
+    }
+
+    async fn list_workflows(
+        &self,
+        _req: Request<pb::JsonRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::workflows(&self.api)
+    }
+
+    async fn get_task_group(
+        &self,
+        req: Request<pb::KeyRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::group(&self.api, req)
+    }
+
+    async fn watch_assignments(
+        &self,
+        req: Request<pb::WatchAssignmentsRequest>,
+    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        tasks::assignments(&self.api, req)
+    }
+
+    async fn report_tasks(
+        &self,
+        req: Request<pb::ReportTasksRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::report(&self.api, req).await
+    }
+
     async fn get_status(
         &self,
         _req: Request<pb::GetStatusRequest>,

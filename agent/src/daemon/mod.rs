@@ -8,11 +8,13 @@ mod bootstrap;
 mod data_dir;
 mod detector;
 mod grpc;
+mod grpc_tasks;
 mod http;
 mod identity;
 mod listeners;
 mod membership;
 mod pki;
+mod scheduler;
 mod shutdown;
 
 pub use bootstrap::name_from_hostname;
@@ -187,9 +189,20 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         config.cluster.clone(),
         shutdown.token(),
     ));
+    tokio::spawn(scheduler::run(api.clone(), shutdown.token()));
+    let worker_done = {
+        let worker = crate::worker::Worker {
+            node_id: identity.node_id,
+            executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
+            link: crate::worker::Link::Local(api.clone()),
+            fence_after: crate::worker::fence_after(&config.cluster),
+        };
+        tokio::spawn(worker.run(shutdown.token()))
+    };
 
     shutdown.wait().await;
-    tracing::info!("shutdown requested; stopping listeners and Raft");
+    tracing::info!("shutdown requested; stopping tasks, listeners and Raft");
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker_done).await;
     stop(raft, grpc_task, http_task).await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -18,6 +18,11 @@ pub mod logs;
 mod spec;
 pub mod validate;
 
+/// Defaults apply uses, shared with the nodes.
+pub mod apply_defaults {
+    pub use super::apply::DEFAULT_LOG_LIMIT_BYTES;
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::{NodeId, UnixMillis};

@@ -1,0 +1,205 @@
+//! How the worker talks to the cluster: in-process on a coordinator (the node API itself), or
+//! over mTLS gRPC to a coordinator on a worker node. Both give the same two things: a stream of
+//! assignment sets and a way to send reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cortex_model::task::TaskReport;
+use cortex_model::NodeId;
+use cortex_proto::v1 as pb;
+use cortex_proto::v1::cortex_client::CortexClient;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::ClientTlsConfig;
+
+use crate::api::tasks::Assignment;
+use crate::api::NodeApi;
+
+#[derive(Clone)]
+pub enum Link {
+    /// This process is a coordinator: read the local applied state, write through the API.
+    Local(NodeApi),
+    /// A worker node: gRPC to the coordinators, with this node's certificate.
+    Remote(Arc<Remote>),
+}
+
+pub struct Remote {
+    pub tls: ClientTlsConfig,
+    pub coordinators: Vec<String>,
+}
+
+impl Remote {
+    fn client(&self, i: usize) -> Option<(String, CortexClient<tonic::transport::Channel>)> {
+        if self.coordinators.is_empty() {
+            return None;
+        }
+        let addr = self.coordinators[i % self.coordinators.len()].clone();
+        let ch = cortex_cluster::pki::lazy_channel(&addr, &self.tls, Duration::from_secs(2)).ok()?;
+        Some((addr, CortexClient::new(ch)))
+    }
+}
+
+impl Link {
+    /// Assignment sets for `node_id`, as they change (and repeated periodically).
+    pub fn assignments(
+        &self,
+        node_id: NodeId,
+        shutdown: CancellationToken,
+    ) -> mpsc::Receiver<Vec<Assignment>> {
+        let (tx, rx) = mpsc::channel(4);
+        match self.clone() {
+            Link::Local(api) => {
+                tokio::spawn(async move {
+                    let mut changes = api.subscribe();
+                    let mut last = None;
+                    loop {
+                        let set = api.assignments(node_id);
+                        if last.as_ref() != Some(&set) {
+                            if tx.send(set.clone()).await.is_err() {
+                                return;
+                            }
+                            last = Some(set);
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            r = tokio::time::timeout(Duration::from_secs(2), changes.changed()) => {
+                                if r.is_err() {
+                                    last = None;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            Link::Remote(remote) => {
+                tokio::spawn(async move {
+                    let mut i = 0usize;
+                    loop {
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        if let Some((addr, mut client)) = remote.client(i) {
+                            match client
+                                .watch_assignments(pb::WatchAssignmentsRequest { node_id })
+                                .await
+                            {
+                                Ok(resp) => {
+                                    let mut stream = resp.into_inner();
+                                    loop {
+                                        let msg = tokio::select! {
+                                            _ = shutdown.cancelled() => return,
+                                            m = tokio::time::timeout(Duration::from_secs(6), stream.message()) => m,
+                                        };
+                                        match msg {
+                                            Ok(Ok(Some(m))) => {
+                                                match serde_json::from_str(&m.assignments_json) {
+                                                    Ok(set) => {
+                                                        if tx.send(set).await.is_err() {
+                                                            return;
+                                                        }
+                                                    }
+                                                    Err(e) => {
+                                                        tracing::warn!(coordinator = %addr, "bad assignment set: {e}")
+                                                    }
+                                                }
+                                            }
+                                            Ok(Ok(None)) => break,
+                                            Ok(Err(s)) => {
+                                                tracing::debug!(coordinator = %addr, "assignment stream ended: {}", s.message());
+                                                break;
+                                            }
+                                            Err(_) => {
+                                                tracing::debug!(coordinator = %addr, "assignment stream silent: reconnecting");
+                                                break;
+                                            }
+                                        }
+                                    }
+                                }
+                                Err(s) => {
+                                    tracing::debug!(coordinator = %addr, "cannot watch assignments: {}", s.message())
+                                }
+                            }
+                        }
+                        i += 1;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
+                    }
+                });
+            }
+        }
+        rx
+    }
+
+    /// Sends reports; returns the stale attempts the cluster refused.
+    async fn report(
+        &self,
+        node_id: NodeId,
+        reports: Vec<TaskReport>,
+        attempt: usize,
+    ) -> Result<Vec<(String, u32)>, String> {
+        match self {
+            Link::Local(api) => api
+                .report_tasks(node_id, reports)
+                .await
+                .map_err(|e| e.to_string()),
+            Link::Remote(remote) => {
+                let (addr, mut client) = remote.client(attempt).ok_or("no coordinator address known")?;
+                let json = serde_json::to_string(&reports).map_err(|e| e.to_string())?;
+                let mut req = tonic::Request::new(pb::ReportTasksRequest {
+                    node_id,
+                    reports_json: json,
+                });
+                req.set_timeout(Duration::from_secs(10));
+                let resp = client
+                    .report_tasks(req)
+                    .await
+                    .map_err(|s| format!("{addr}: {}", s.message()))?;
+                serde_json::from_str(&resp.into_inner().json).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Sends reports in order, batching whatever has queued up; retries a failed batch (the
+/// cluster drops what it already has: output by offset, state changes by fencing).
+pub async fn report_loop(
+    link: Link,
+    node_id: NodeId,
+    mut rx: mpsc::Receiver<TaskReport>,
+    stale: mpsc::UnboundedSender<(String, u32)>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0usize;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        loop {
+            match link.report(node_id, batch.clone(), failures).await {
+                Ok(refused) => {
+                    failures = 0;
+                    for s in refused {
+                        let _ = stale.send(s);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(reports = batch.len(), "reporting failed (will retry): {e}");
+                    let backoff = Duration::from_millis((50 * failures as u64).min(1000));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+    }
+}
