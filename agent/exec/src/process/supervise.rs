@@ -1,0 +1,175 @@
+//! The spawn / stream / wait / kill loop shared by the `exec` and `nspawn` executors.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::pre_exec;
+use crate::cgroup::AttemptCgroup;
+use crate::{ExecError, Exit, Limits, Output, Stream};
+
+/// Output is forwarded in chunks of at most this many bytes.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// How long a cancelled or timed-out attempt may take to die (the contract is one second).
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// After a cancel or timeout, how long output still in the pipes may take to be forwarded.
+const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
+
+/// One process to start in a fresh set of attempt cgroups.
+pub(crate) struct Launch {
+    /// Attempt name: names the cgroups.
+    pub name: String,
+    /// Resolved path of the program (checked to exist by the caller).
+    pub program: PathBuf,
+    /// `argv[0]` as the user wrote it.
+    pub arg0: String,
+    pub args: Vec<String>,
+    /// The complete environment (nothing else is inherited).
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// Unshare the network namespace before exec.
+    pub private_network: bool,
+    pub limits: Limits,
+    pub timeout: Option<Duration>,
+}
+
+/// Runs `launch` to completion: joins its cgroups before exec, forwards its output, kills the
+/// whole tree on cancel/timeout (and whatever the main process leaves behind when it exits),
+/// waits until the cgroups are empty, removes them and maps the result to an [`Exit`].
+/// `spawn_error` turns a failed spawn into the caller's error (e.g. "command not found").
+pub(crate) async fn supervise(
+    launch: Launch,
+    output: mpsc::Sender<Output>,
+    cancel: CancellationToken,
+    spawn_error: impl FnOnce(io::Error) -> ExecError,
+) -> Result<Exit, ExecError> {
+    let cg = AttemptCgroup::create(&launch.name, &launch.limits).await?;
+    let mut cmd = Command::new(&launch.program);
+    cmd.arg0(&launch.arg0)
+        .args(&launch.args)
+        .env_clear()
+        .envs(&launch.env)
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let spawned = {
+        let procs = cg.open_procs()?;
+        pre_exec::spawn_joined(&mut cmd, &procs, launch.private_network)
+    };
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            if let Err(re) = cg.remove().await {
+                tracing::warn!(attempt = %launch.name, error = %re, "removing cgroups after a failed spawn");
+            }
+            return Err(spawn_error(e));
+        }
+    };
+
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(forward(out, Stream::Stdout, output.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(forward(err, Stream::Stderr, output)));
+    }
+
+    let deadline = async {
+        match launch.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (mut timed_out, mut cancelled) = (false, false);
+    let waited = tokio::select! {
+        status = child.wait() => Some(status),
+        () = deadline => { timed_out = true; None }
+        () = cancel.cancelled() => { cancelled = true; None }
+    };
+    let status = match waited {
+        Some(status) => status,
+        None => {
+            if let Err(e) = cg.kill() {
+                tracing::warn!(attempt = %launch.name, error = %e, "kill");
+            }
+            child.wait().await
+        }
+    }
+    .map_err(|source| ExecError::Io {
+        context: format!("waiting for attempt {}", launch.name),
+        source,
+    })?;
+
+    // Nothing of an attempt outlives its main process: stragglers (daemons, background jobs)
+    // are killed like systemd does when a service's main process exits.
+    cg.kill_all(KILL_WAIT).await?;
+
+    // Everything the tree wrote is now in the pipes, and every write end is closed.
+    let aborts: Vec<_> = readers.iter().map(|r| r.abort_handle()).collect();
+    let all_read = async {
+        for r in readers {
+            let _ = r.await;
+        }
+    };
+    if timed_out || cancelled {
+        // A consumer that stopped reading must not hold up a kill.
+        if tokio::time::timeout(DRAIN_AFTER_KILL, all_read).await.is_err() {
+            aborts.iter().for_each(|a| a.abort());
+        }
+    } else {
+        // Back-pressure: a normal exit waits for the consumer to take all of the output.
+        all_read.await;
+    }
+
+    let exit = Exit {
+        code: status.code(),
+        signal: status.signal(),
+        oom_killed: !status.success() && cg.oom_killed(),
+        timed_out,
+        cancelled,
+    };
+    if let Err(e) = cg.remove().await {
+        // The handle's drop keeps trying in the background.
+        tracing::warn!(attempt = %launch.name, error = %e, "removing the attempt's cgroups");
+    }
+    Ok(exit)
+}
+
+/// Forwards one stream in order, in chunks of at most [`CHUNK`] bytes. A closed receiver
+/// discards the rest, but the pipe is still drained so that the writer never blocks on it.
+async fn forward(mut pipe: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Output>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut open = true;
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                if open {
+                    let chunk = Output {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    };
+                    open = tx.send(chunk).await.is_ok();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(?stream, error = %e, "reading attempt output");
+                return;
+            }
+        }
+    }
+}
