@@ -107,11 +107,14 @@ pub async fn run(
             oom_killed: exit.oom_killed,
             timed_out: exit.timed_out,
         },
-        Err(e @ (ExecError::InvalidSpec { .. } | ExecError::Unavailable(_) | ExecError::Io { .. })) => {
-            AttemptResult::ExecutorError {
-                message: e.to_string(),
-            }
-        }
+        Err(e @ ExecError::InvalidSpec { .. }) => AttemptResult::ExecutorError {
+            message: e.to_string(),
+            permanent: true,
+        },
+        Err(e @ (ExecError::Unavailable(_) | ExecError::Io { .. })) => AttemptResult::ExecutorError {
+            message: e.to_string(),
+            permanent: false,
+        },
     };
     tracing::debug!(task = %a.task_id, attempt = a.attempt, ?result, "attempt ended");
     let _ = reports

@@ -185,6 +185,13 @@ pub async fn report_loop(
             match link.report(node_id, batch.clone(), failures).await {
                 Ok(refused) => {
                     failures = 0;
+                    if !refused.is_empty() {
+                        tracing::info!(
+                            "the cluster refused reports for {} stale attempt(s) (re-assigned or cancelled): {:?}",
+                            refused.len(),
+                            refused
+                        );
+                    }
                     for s in refused {
                         let _ = stale.send(s);
                     }

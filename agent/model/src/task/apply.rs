@@ -270,9 +270,11 @@ impl ClusterState {
                     TaskState::Failed,
                 )
             }
-            AttemptResult::ExecutorError { message } => {
-                (true, Some(format!("could not run: {message}")), TaskState::Failed)
-            }
+            AttemptResult::ExecutorError { message, permanent } => (
+                !permanent,
+                Some(format!("could not run: {message}")),
+                TaskState::Failed,
+            ),
             AttemptResult::Lost { reason } => (true, Some(format!("lost: {reason}")), TaskState::Lost),
             AttemptResult::Cancelled { reason } => {
                 (false, Some(format!("cancelled: {reason}")), TaskState::Cancelled)

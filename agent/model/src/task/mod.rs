@@ -101,8 +101,13 @@ pub enum AttemptResult {
         #[serde(default)]
         timed_out: bool,
     },
-    /// The executor could not run it (missing image, no cgroup controller, …). Transient.
-    ExecutorError { message: String },
+    /// The executor could not run it. Transient (another node may manage), unless
+    /// `permanent`: the spec itself is wrong for the executor (no such image or rootfs).
+    ExecutorError {
+        message: String,
+        #[serde(default)]
+        permanent: bool,
+    },
     /// The node went down or left while the attempt was placed or running. Transient.
     Lost { reason: String },
     /// Cancelled by a person or by a failed dependency.
