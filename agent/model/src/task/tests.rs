@@ -182,6 +182,7 @@ fn exit_codes_are_final_unless_listed_and_retries_end_in_the_dead_letter_list() 
     let err = ReportEvent::Finished {
         result: AttemptResult::ExecutorError {
             message: "no podman".into(),
+            permanent: false,
         },
         dropped_bytes: 0,
     };
