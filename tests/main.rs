@@ -15,3 +15,4 @@ mod mtls;
 mod netns;
 mod pxe;
 mod restart;
+mod tasks;

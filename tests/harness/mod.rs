@@ -32,3 +32,32 @@ pub fn strict() -> bool {
         .map(|v| v == "true" || v == "1")
         .unwrap_or(false)
 }
+
+/// True if this process runs as root (workload tests need cgroups and namespaces).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a test can use `what`: if not, it fails under CI=true and skips loudly otherwise.
+pub fn capable(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if strict() {
+        panic!("this test needs {what}, and CI=true forbids skipping");
+    }
+    eprintln!("\n*** SKIPPED: this test needs {what} ***\n");
+    false
+}
+
+/// True if `tool` is an executable on PATH.
+pub fn have(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
