@@ -623,38 +623,4 @@ fn read_number(path: &Path) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_directory_safe() {
-        assert!(validate_name("name", "t-0123abcd-a2").is_ok());
-        for bad in ["", "../x", "a/b", "A", "-x", "a b", &"x".repeat(65)] {
-            assert!(validate_name("name", bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn cpu_quota_is_per_100ms_period_with_a_floor() {
-        assert_eq!(cpu_quota_us(1000), 100_000);
-        assert_eq!(cpu_quota_us(200), 20_000);
-        assert_eq!(cpu_quota_us(2500), 250_000);
-        assert_eq!(cpu_quota_us(1), 1000);
-    }
-
-    #[test]
-    fn zero_limits_are_rejected_naming_the_field() {
-        let err = validate_limits(&Limits {
-            pids: Some(0),
-            ..Limits::default()
-        })
-        .expect_err("pids 0");
-        assert!(matches!(
-            err,
-            ExecError::InvalidSpec {
-                field: "limits.pids",
-                ..
-            }
-        ));
-    }
-}
+mod tests;

@@ -124,11 +124,16 @@ pub(crate) fn find_executable(name: &str, path: &str) -> Option<PathBuf> {
 }
 
 fn spawn_error(command: &str, e: io::Error) -> ExecError {
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ExecError::InvalidSpec {
+    match e.raw_os_error() {
+        // The program itself: missing, not executable, not a binary or script.
+        Some(libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::ENOTDIR) => ExecError::InvalidSpec {
             field: "command",
             message: format!("{command}: {e}"),
         },
+        // Joining cgroups and unsharing the network need privileges the agent lacks.
+        Some(libc::EPERM) => ExecError::Unavailable(format!(
+            "starting {command}: {e} (joining cgroups and a private network namespace need root)"
+        )),
         _ => ExecError::Io {
             context: format!("starting {command}"),
             source: e,

@@ -83,11 +83,27 @@ async fn exit_code_is_reported() {
 }
 
 #[tokio::test]
-async fn a_missing_command_is_an_invalid_spec_naming_it() {
+async fn a_closed_output_channel_discards_output_without_blocking_the_task() {
     if !can_run(&[SH]) {
         return;
     }
     let (ex, _dir) = executors();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    drop(rx);
+    let spec = sh(Kind::Exec, "closed", "head -c 1000000 /dev/zero; echo done");
+    let exit = tokio::time::timeout(Duration::from_secs(5), ex.run(spec, tx, CancellationToken::new()))
+        .await
+        .expect("the task blocked on its output")
+        .expect("run");
+    assert_eq!(exit.code, Some(0));
+}
+
+#[tokio::test]
+async fn a_missing_command_is_an_invalid_spec_naming_it() {
+    if !can_run(&[SH]) {
+        return;
+    }
+    let (ex, dir) = executors();
     let ran = run(&ex, spec(Kind::Exec, "missing", &["no-such-program-42"])).await;
     match ran.result {
         Err(ExecError::InvalidSpec {
@@ -96,6 +112,16 @@ async fn a_missing_command_is_an_invalid_spec_naming_it() {
         }) => assert!(message.contains("no-such-program-42"), "{message}"),
         other => panic!("expected InvalidSpec(command), got {other:?}"),
     }
+    // Not executable: also the command's fault.
+    let file = dir.path().join("not-executable");
+    std::fs::write(&file, "echo hi\n").expect("write");
+    let path = file.display().to_string();
+    let ran = run(&ex, spec(Kind::Exec, "noexec", &[&path])).await;
+    assert!(
+        matches!(ran.result, Err(ExecError::InvalidSpec { field: "command", .. })),
+        "{:?}",
+        ran.result
+    );
 }
 
 #[tokio::test]

@@ -47,22 +47,47 @@ pub(super) fn is_empty(groups: &[(Role, PathBuf)]) -> bool {
     })
 }
 
-/// One round of SIGKILL to everything in the groups.
-pub(super) fn kill_round(groups: &[(Role, PathBuf)]) -> Result<(), ExecError> {
-    // cgroup.kill (Linux 5.14+) kills the whole subtree atomically: no fork can slip past it.
+/// How a group is emptied, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Method {
+    /// `cgroup.kill` (Linux 5.14+, cgroup2): kills the whole subtree atomically, no fork can
+    /// slip past it.
+    KillFile(PathBuf),
+    /// Freeze so that the pid list cannot grow, SIGKILL every pid, thaw.
+    Freeze(Freezer),
+    /// SIGKILL every pid (racy against forks; repeated rounds catch up).
+    Signal,
+}
+
+pub(super) fn method(groups: &[(Role, PathBuf)]) -> Method {
     if let Some((_, dir)) = groups
         .iter()
         .find(|(role, dir)| *role == Role::V2 && dir.join("cgroup.kill").exists())
     {
-        return write(&dir.join("cgroup.kill"), "1");
+        return Method::KillFile(dir.join("cgroup.kill"));
     }
-    // Otherwise freeze first so that the pid list cannot grow while it is being killed.
-    let freezer = groups.iter().find_map(|(role, dir)| match role {
-        Role::Freezer => Some(Freezer::V1(dir.clone())),
-        Role::V2 if dir.join("cgroup.freeze").exists() => Some(Freezer::V2(dir.clone())),
-        _ => None,
-    });
-    if let Some(f) = &freezer {
+    groups
+        .iter()
+        .find_map(|(role, dir)| match role {
+            Role::Freezer => Some(Method::Freeze(Freezer::V1(dir.clone()))),
+            Role::V2 if dir.join("cgroup.freeze").exists() => Some(Method::Freeze(Freezer::V2(dir.clone()))),
+            _ => None,
+        })
+        .unwrap_or(Method::Signal)
+}
+
+/// One round of SIGKILL to everything in the groups, the best way this host allows.
+pub(super) fn kill_round(groups: &[(Role, PathBuf)]) -> Result<(), ExecError> {
+    kill_with(groups, &method(groups))
+}
+
+pub(super) fn kill_with(groups: &[(Role, PathBuf)], method: &Method) -> Result<(), ExecError> {
+    let freezer = match method {
+        Method::KillFile(file) => return write(file, "1"),
+        Method::Freeze(f) => Some(f),
+        Method::Signal => None,
+    };
+    if let Some(f) = freezer {
         f.freeze();
     }
     let mut pids = BTreeSet::new();
@@ -73,13 +98,14 @@ pub(super) fn kill_round(groups: &[(Role, PathBuf)]) -> Result<(), ExecError> {
         // ESRCH: already gone. Frozen tasks die when thawed.
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    if let Some(f) = &freezer {
+    if let Some(f) = freezer {
         f.thaw();
     }
     Ok(())
 }
 
-enum Freezer {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Freezer {
     V1(PathBuf),
     V2(PathBuf),
 }
