@@ -62,6 +62,16 @@ enum Role {
     Freezer,
     /// A cgroup2 group: the only one on pure v2, the kill/freeze group on hybrid hosts.
     V2,
+    /// systemd's named v1 hierarchy on hybrid hosts (no controller): systemd-nspawn mirrors
+    /// its cgroup2 path there, so the attempt owns that group too.
+    Named,
+}
+
+impl Role {
+    /// Groups an attempt can do without on a hybrid host (the kill falls back to the freezer).
+    fn optional(self) -> bool {
+        matches!(self, Role::V2 | Role::Named)
+    }
 }
 
 /// The cgroups of one attempt. Dropping it without [`AttemptCgroup::remove`] kills whatever is
@@ -112,10 +122,10 @@ impl AttemptCgroup {
             }
             match std::fs::create_dir(&dir) {
                 Ok(()) => cg.groups.push((role, dir)),
-                // The cgroup2 group is only needed for cgroup.kill on a hybrid host; the
-                // freezer does the same job (slower) without it.
-                Err(e) if role == Role::V2 && h.layout == Layout::Hybrid => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "no cgroup2 group for the attempt; killing through the v1 freezer");
+                // On a hybrid host the cgroup2 group is only needed for cgroup.kill (the
+                // freezer does the same job, slower) and the named one for tidiness.
+                Err(e) if role.optional() && h.layout == Layout::Hybrid => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "attempt runs without this optional cgroup");
                 }
                 Err(e) => return Err(mkdir_error(&dir, e)),
             }
@@ -195,7 +205,7 @@ impl AttemptCgroup {
                         write(&dir.join("pids.max"), &pids.to_string())?;
                     }
                 }
-                Role::Freezer => {}
+                Role::Freezer | Role::Named => {}
                 Role::V2 if self.layout == Layout::Unified => {
                     if let Some(millis) = limits.cpu_millis {
                         write(
@@ -510,6 +520,9 @@ fn plan(h: &discover::Hierarchies, parent: &str, name: &str) -> Result<Vec<(Role
             }
             if let Some(v2) = &h.v2 {
                 groups.push((Role::V2, v2.join(parent).join(name)));
+            }
+            if let Some((_, own)) = h.v1.iter().find(|(c, _)| *c == "name=systemd") {
+                groups.push((Role::Named, own.join(parent).join(name)));
             }
             Ok(groups)
         }

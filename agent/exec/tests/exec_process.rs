@@ -342,31 +342,7 @@ async fn nothing_of_the_attempt_remains_in_cgroups() {
         );
     }
     // ...and none is left.
-    let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter(|l| l.contains(" - cgroup"))
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .flat_map(|mnt| walk_for(&mnt, &name))
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-fn walk_for(dir: &str, name: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            let p = e.path().display().to_string();
-            if e.file_name() == name {
-                found.push(p.clone());
-            }
-            found.extend(walk_for(&p, name));
-        }
-    }
-    found
+    assert_no_cgroup_named(&name);
 }
 
 #[tokio::test]

@@ -148,8 +148,10 @@ pub(crate) struct Hierarchies {
     pub v2: Option<PathBuf>,
 }
 
-/// The v1 controllers an attempt is put in on a hybrid host.
-pub(crate) const V1_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "freezer"];
+/// The v1 hierarchies an attempt is put in on a hybrid host: four controllers, and systemd's
+/// named hierarchy when mounted (systemd-nspawn mirrors its cgroup there; joining it first
+/// means the mirror is ours to remove).
+pub(crate) const V1_HIERARCHIES: [&str; 5] = ["cpu", "memory", "pids", "freezer", "name=systemd"];
 
 /// Pure v2 is detected the way systemd does: the root of `/sys/fs/cgroup` is a cgroup2 mount.
 pub(crate) fn detect_layout() -> Layout {
@@ -182,7 +184,7 @@ pub(crate) fn resolve(layout: Layout, mounts: &[Mount], own: &[Membership]) -> H
     let v2 = v2_mount.map(|m| dir_on(m, v2_own.unwrap_or("/")));
     let mut v1 = Vec::new();
     if layout == Layout::Hybrid {
-        for ctrl in V1_CONTROLLERS {
+        for ctrl in V1_HIERARCHIES {
             let Some(mount) = mounts
                 .iter()
                 .find(|m| m.fstype == "cgroup" && m.controllers.iter().any(|c| c == ctrl))
@@ -237,6 +239,7 @@ mod tests {
                 ("memory", PathBuf::from("/sys/fs/cgroup/memory/process_api/8b8d")),
                 ("pids", PathBuf::from("/sys/fs/cgroup/pids")),
                 ("freezer", PathBuf::from("/sys/fs/cgroup/my freezer/agent")),
+                ("name=systemd", PathBuf::from("/sys/fs/cgroup/systemd")),
             ]
         );
         assert_eq!(h.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
