@@ -32,10 +32,6 @@ pub const PARENT: &str = "cortex";
 /// so the agent moves itself (and anything else in its own cgroup) into this leaf first.
 pub const AGENT_LEAF: &str = "agent";
 
-/// Groups under [`PARENT`] that are not attempts: Podman's cgroupfs manager puts the
-/// `conmon` of containers started with `--cgroup-parent` in `<parent>/conmon`.
-const NOT_ATTEMPTS: &[&str] = &["conmon"];
-
 /// CFS period for CPU quotas: 100 ms.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
@@ -377,6 +373,9 @@ impl Drop for AttemptCgroup {
 /// at agent start-up, before starting attempts, so that attempts of a previous (crashed) agent
 /// that this node is no longer assigned do not keep running. Returns the names removed.
 ///
+/// Every group under [`PARENT`] is taken for an attempt: other components keep theirs
+/// elsewhere (the Podman executor uses `cortex-podman`).
+///
 /// On v1 the memory group is found under the agent's *current* memcg: if the agent now runs
 /// in another memcg, a stale memory group is not found (its processes are still killed through
 /// the other hierarchies).
@@ -403,10 +402,7 @@ pub async fn kill_stale_in(parent: &str, keep: &HashSet<String>) -> Result<Vec<S
     }
     let mut removed = Vec::new();
     for name in names {
-        if keep.contains(&name)
-            || NOT_ATTEMPTS.contains(&name.as_str())
-            || validate_name("name", &name).is_err()
-        {
+        if keep.contains(&name) || validate_name("name", &name).is_err() {
             continue;
         }
         if let Some(cg) = AttemptCgroup::open(parent, &name, true)? {
