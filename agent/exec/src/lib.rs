@@ -24,6 +24,8 @@ mod podman;
 mod process;
 pub mod testing;
 
+pub use podman::{import_image, list_images};
+
 /// Which executor runs the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

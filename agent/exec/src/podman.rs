@@ -1,9 +1,47 @@
-//! The `podman` executor: a container through the Podman REST API.
+//! The `podman` executor: a container through the Podman REST API (libpod v4).
+//!
+//! One attempt is one container, `cortex-<name>`: create (image, argv, env, workdir, network,
+//! limits) → start → follow its logs and wait for it → read its exit code and OOM flag from
+//! `inspect` → remove it (always, on every path). A timeout or a cancel sends `SIGKILL`, waits
+//! for the exit and removes the container.
+//!
+//! Images come from the local store only (no registry is assumed reachable): [`import_image`]
+//! turns a rootfs tarball into an image, [`list_images`] lists what the node can run.
 
+mod client;
+mod frames;
+mod host;
+mod service;
+
+use std::path::Path;
+use std::pin::pin;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ExecConfig, ExecError, ExecSpec, Exit, Output};
+use self::client::{ApiError, Client};
+use crate::{ExecConfig, ExecError, ExecSpec, Exit, Network, Output};
+
+/// Every container we create is named `cortex-<attempt name>`.
+pub(crate) const NAME_PREFIX: &str = "cortex-";
+
+/// After the container exits, podman ends the log stream within a few hundred milliseconds
+/// (it polls the log file); this bounds how long we keep reading.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a killed container may take to be reported exited.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// podman refuses smaller memory limits (libpod's `linuxMinMemory`, 6 MiB).
+const MIN_MEMORY: u64 = 6 << 20;
+
+/// CFS period for the CPU quota: 100 ms.
+const CPU_PERIOD_US: u64 = 100_000;
 
 pub(crate) async fn run(
     config: &ExecConfig,
@@ -11,8 +49,500 @@ pub(crate) async fn run(
     output: mpsc::Sender<Output>,
     cancel: CancellationToken,
 ) -> Result<Exit, ExecError> {
-    let _ = (config, spec, output, cancel);
-    Err(ExecError::Unavailable(
-        "the podman executor is not implemented yet".into(),
-    ))
+    let image = validate(&spec)?;
+    let name = format!("{NAME_PREFIX}{}", spec.name);
+    let podman = service::connect(config).await?;
+    let client = &podman.client;
+    match client
+        .call(Method::GET, &format!("/images/{image}/exists"), None)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {
+            return Err(ExecError::InvalidSpec {
+                field: "image",
+                message: format!(
+                    "{image:?} is not in this node's image store; import it with `cortex image import <tar> --name {image}`"
+                ),
+            })
+        }
+        Err(e) => return Err(api_error(format!("looking up image {image}"), e)),
+    }
+    let body = create_body(&spec, &name, image, podman.cgroup_parent);
+    let outcome = attempt(client, &name, &body, spec.timeout, output, &cancel).await;
+    if let Err(e) = remove(client, &name).await {
+        tracing::warn!(container = %name, error = %e, "removing the container");
+        if outcome.is_ok() {
+            return Err(api_error(format!("removing container {name}"), e));
+        }
+    }
+    outcome
+}
+
+/// Creates, starts, follows and waits for the container; the caller removes it.
+async fn attempt(
+    client: &Client,
+    name: &str,
+    body: &serde_json::Value,
+    timeout: Option<Duration>,
+    output: mpsc::Sender<Output>,
+    cancel: &CancellationToken,
+) -> Result<Exit, ExecError> {
+    create(client, name, body).await?;
+
+    let started = Instant::now();
+    let start_path = format!("/containers/{name}/start");
+    tokio::select! {
+        r = client.call(Method::POST, &start_path, None) => r.map_err(|e| start_error(name, e))?,
+        () = cancel.cancelled() => return Ok(Exit { cancelled: true, ..Exit::default() }),
+    };
+
+    let exited = CancellationToken::new();
+    let logs = tokio::spawn(follow_logs(
+        client.clone(),
+        name.to_string(),
+        output,
+        exited.clone(),
+    ));
+    let ended = async {
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep_until(started + t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let wait_path = format!("/containers/{name}/wait?condition=exited");
+        let mut exit = Exit::default();
+        tokio::select! {
+            r = client.call(Method::POST, &wait_path, None) => {
+                r.map_err(|e| api_error(format!("waiting for container {name}"), e))?;
+            }
+            () = cancel.cancelled() => exit.cancelled = true,
+            () = deadline => exit.timed_out = true,
+        }
+        if exit.cancelled || exit.timed_out {
+            kill(client, name).await?;
+        }
+        Ok::<_, ExecError>(exit)
+    }
+    .await;
+    exited.cancel();
+    let mut exit = match ended {
+        Ok(exit) => exit,
+        Err(e) => {
+            logs.abort();
+            return Err(e);
+        }
+    };
+    if logs.await.is_err() {
+        tracing::warn!(container = %name, "the log reader failed");
+    }
+
+    let state = inspect(client, name).await?;
+    exit.oom_killed = state.oom_killed;
+    // The runtime reports a signal death as 128 + signal, like a shell, so `exit 137` and
+    // SIGKILL look the same: read it as the signal (what it nearly always is).
+    match state.exit_code {
+        c @ 129..=192 => exit.signal = Some(c - 128),
+        c => exit.code = Some(c),
+    }
+    Ok(exit)
+}
+
+/// `containers/create`; a container left with the same name by a crashed run is replaced.
+async fn create(client: &Client, name: &str, body: &serde_json::Value) -> Result<(), ExecError> {
+    let mut replaced = false;
+    loop {
+        match client.call(Method::POST, "/containers/create", Some(body)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if !replaced && e.message().contains("already in use") => {
+                tracing::warn!(container = %name, "removing a leftover container of the same name");
+                remove(client, name)
+                    .await
+                    .map_err(|e| api_error(format!("removing leftover container {name}"), e))?;
+                replaced = true;
+            }
+            Err(e) => return Err(api_error(format!("creating container {name}"), e)),
+        }
+    }
+}
+
+/// `SIGKILL`, then wait (bounded) until podman reports the container exited.
+async fn kill(client: &Client, name: &str) -> Result<(), ExecError> {
+    let path = format!("/containers/{name}/kill?signal=SIGKILL");
+    if let Err(e) = client.call(Method::POST, &path, None).await {
+        // 409: it exited on its own in the meantime.
+        if !matches!(&e, ApiError::Status { status, .. } if status.as_u16() == 409) {
+            return Err(api_error(format!("killing container {name}"), e));
+        }
+    }
+    let wait_path = format!("/containers/{name}/wait?condition=exited");
+    match tokio::time::timeout(KILL_WAIT, client.call(Method::POST, &wait_path, None)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(api_error(format!("waiting for killed container {name}"), e)),
+        Err(_) => Err(ExecError::Unavailable(format!(
+            "container {name} was sent SIGKILL but podman did not report it exited within {} s",
+            KILL_WAIT.as_secs()
+        ))),
+    }
+}
+
+/// Forwards the container's output until podman ends the stream, or [`LOG_DRAIN`] after the
+/// container exited. A full `output` channel holds the reader (back-pressure); a closed one
+/// ends it.
+async fn follow_logs(client: Client, name: String, output: mpsc::Sender<Output>, exited: CancellationToken) {
+    let path = format!("/containers/{name}/logs?follow=true&stdout=true&stderr=true");
+    let mut body = match client.stream(&path).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(container = %name, error = %e, "following the container's logs");
+            return;
+        }
+    };
+    let mut grace = pin!(async {
+        exited.cancelled().await;
+        tokio::time::sleep(LOG_DRAIN).await;
+    });
+    let mut demux = frames::Demux::default();
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            () = &mut grace => {
+                tracing::warn!(container = %name, "the log stream did not end after the container exited; output may be cut short");
+                break;
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(container = %name, error = %e, "reading the container's logs");
+                break;
+            }
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+        };
+        for chunk in demux.push(&data) {
+            if output.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    }
+    if demux.leftover() > 0 {
+        tracing::warn!(container = %name, bytes = demux.leftover(), "the log stream ended inside a frame");
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Inspected {
+    #[serde(rename = "State")]
+    state: State,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct State {
+    #[serde(rename = "ExitCode", default)]
+    exit_code: i32,
+    #[serde(rename = "OOMKilled", default)]
+    oom_killed: bool,
+}
+
+async fn inspect(client: &Client, name: &str) -> Result<State, ExecError> {
+    let i: Inspected = client
+        .json(Method::GET, &format!("/containers/{name}/json"), None)
+        .await
+        .map_err(|e| api_error(format!("inspecting container {name}"), e))?;
+    Ok(i.state)
+}
+
+/// Removes a container, killing it if it runs; one that is already gone is fine.
+pub(crate) async fn remove(client: &Client, name_or_id: &str) -> Result<(), ApiError> {
+    let path = format!("/containers/{name_or_id}?force=true&timeout=0");
+    match client.call(Method::DELETE, &path, None).await {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The body of `containers/create` (libpod's SpecGenerator).
+fn create_body(spec: &ExecSpec, name: &str, image: &str, cgroup_parent: Option<&str>) -> serde_json::Value {
+    let mut body = json!({
+        "name": name,
+        "image": image,
+        "command": spec.command,
+        "env": spec.env,
+        "netns": { "nsmode": match spec.network {
+            Network::Private => "none",
+            Network::Host => "host",
+        }},
+        "labels": { "io.cortex.attempt": spec.name },
+        // The kernel's OOM killer takes the task, never the agent or conmon.
+        "oom_score_adj": 1000,
+        "stdin": false,
+        "terminal": false,
+    });
+    if let Some(dir) = &spec.workdir {
+        body["work_dir"] = json!(dir);
+    }
+    if let Some(parent) = cgroup_parent {
+        body["cgroup_parent"] = json!(parent);
+    }
+    let mut limits = serde_json::Map::new();
+    if let Some(bytes) = spec.limits.memory_bytes {
+        // swap = limit: memory + swap may not exceed the limit (podman's default is twice).
+        limits.insert("memory".into(), json!({ "limit": bytes, "swap": bytes }));
+    }
+    if let Some(millis) = spec.limits.cpu_millis {
+        let quota = (u64::from(millis) * CPU_PERIOD_US / 1000).max(1000);
+        limits.insert("cpu".into(), json!({ "quota": quota, "period": CPU_PERIOD_US }));
+    }
+    if let Some(pids) = spec.limits.pids {
+        limits.insert("pids".into(), json!({ "limit": pids }));
+    }
+    if !limits.is_empty() {
+        body["resource_limits"] = serde_json::Value::Object(limits);
+    }
+    body
+}
+
+/// Checks the spec before anything is created; returns the image reference.
+fn validate(spec: &ExecSpec) -> Result<&str, ExecError> {
+    let bad = |field, message: String| Err(ExecError::InvalidSpec { field, message });
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= 64
+        && !spec.name.starts_with('-')
+        && spec
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return bad(
+            "name",
+            format!(
+                "{:?} must be 1-64 characters of [a-z0-9-], not starting with '-'",
+                spec.name
+            ),
+        );
+    }
+    let Some(image) = spec.image.as_deref() else {
+        return bad(
+            "image",
+            "the podman executor needs an image reference (e.g. localhost/name:tag)".into(),
+        );
+    };
+    validate_reference("image", image)?;
+    if spec.command.is_empty() || spec.command[0].is_empty() {
+        return bad("command", "must name a program to run".into());
+    }
+    if let Some(dir) = &spec.workdir {
+        if !dir.starts_with('/') {
+            return bad("workdir", format!("{dir:?} must be an absolute path"));
+        }
+    }
+    if let Some((key, _)) = spec
+        .env
+        .iter()
+        .find(|(k, _)| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        return bad(
+            "env",
+            format!("{key:?} is not a variable name (empty, or contains '=' or NUL)"),
+        );
+    }
+    if spec.limits.cpu_millis == Some(0) {
+        return bad(
+            "limits.cpu_millis",
+            "must be at least 1 (thousandths of a core)".into(),
+        );
+    }
+    if matches!(spec.limits.memory_bytes, Some(b) if b < MIN_MEMORY) {
+        return bad("limits.memory_bytes", "podman needs at least 6 MiB".into());
+    }
+    if spec.limits.pids == Some(0) {
+        return bad("limits.pids", "must be at least 1".into());
+    }
+    Ok(image)
+}
+
+/// Image references go into URL paths and queries: `[A-Za-z0-9._/:@-]`, as references are.
+fn validate_reference(field: &'static str, reference: &str) -> Result<(), ExecError> {
+    let ok = !reference.is_empty()
+        && reference.len() <= 255
+        && !reference.starts_with(['-', '/', '.', ':'])
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/:@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ExecError::InvalidSpec {
+            field,
+            message: format!(
+                "{reference:?} is not an image reference like localhost/name:tag (letters, digits and ._/:@-)"
+            ),
+        })
+    }
+}
+
+/// A failed `start`: a missing or non-executable program is the spec's fault.
+fn start_error(name: &str, e: ApiError) -> ExecError {
+    let m = e.message();
+    if m.contains("executable file not found") || m.contains("permission denied") {
+        return ExecError::InvalidSpec {
+            field: "command",
+            message: m.to_string(),
+        };
+    }
+    api_error(format!("starting container {name}"), e)
+}
+
+/// An API failure as an [`ExecError`]: an unreachable service is `Unavailable`, an error
+/// answer carries podman's message.
+fn api_error(context: String, e: ApiError) -> ExecError {
+    match e {
+        ApiError::Transport(m) => ExecError::Unavailable(format!("{context}: podman service: {m}")),
+        ApiError::Status { message, .. } => ExecError::Io {
+            context,
+            source: std::io::Error::other(message),
+        },
+    }
+}
+
+/// Imports a rootfs tarball (`.tar`, or compressed: podman detects gzip/zstd/xz) as image
+/// `reference` in the store the podman executor uses (`cortex image import`).
+pub async fn import_image(config: &ExecConfig, tarball: &Path, reference: &str) -> Result<(), ExecError> {
+    validate_reference("reference", reference)?;
+    let open_error = |source| ExecError::Io {
+        context: format!("opening {}", tarball.display()),
+        source,
+    };
+    let file = tokio::fs::File::open(tarball).await.map_err(open_error)?;
+    let meta = file.metadata().await.map_err(open_error)?;
+    if !meta.is_file() {
+        return Err(ExecError::InvalidSpec {
+            field: "tarball",
+            message: format!("{} is not a file", tarball.display()),
+        });
+    }
+    let podman = service::connect(config).await?;
+    let path = format!("/images/import?reference={reference}");
+    podman
+        .client
+        .upload(&path, "application/x-tar", file, meta.len())
+        .await
+        .map_err(|e| api_error(format!("importing {} as {reference}", tarball.display()), e))?;
+    Ok(())
+}
+
+/// The image references in the store the podman executor uses, sorted (what this node can run).
+pub async fn list_images(config: &ExecConfig) -> Result<Vec<String>, ExecError> {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        #[serde(rename = "Names", default)]
+        names: Option<Vec<String>>,
+        #[serde(rename = "RepoTags", default)]
+        repo_tags: Option<Vec<String>>,
+    }
+    let podman = service::connect(config).await?;
+    let listed: Vec<Listed> = podman
+        .client
+        .json(Method::GET, "/images/json", None)
+        .await
+        .map_err(|e| api_error("listing images".into(), e))?;
+    let mut refs: Vec<String> = listed
+        .into_iter()
+        .flat_map(|i| {
+            i.names
+                .unwrap_or_default()
+                .into_iter()
+                .chain(i.repo_tags.unwrap_or_default())
+        })
+        .filter(|r| !r.is_empty() && !r.contains("<none>"))
+        .collect();
+    refs.sort();
+    refs.dedup();
+    Ok(refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Kind, Limits};
+
+    fn spec() -> ExecSpec {
+        ExecSpec {
+            kind: Kind::Podman,
+            name: "t-1-a1".into(),
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            image: Some("localhost/x:1".into()),
+            env: [("A".to_string(), "b".to_string())].into(),
+            workdir: None,
+            limits: Limits::default(),
+            network: Network::Private,
+            timeout: None,
+        }
+    }
+
+    fn field_of(r: Result<&str, ExecError>) -> &'static str {
+        match r {
+            Err(ExecError::InvalidSpec { field, .. }) => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_spec_names_the_field() {
+        let mut s = spec();
+        s.name = "Bad_Name".into();
+        assert_eq!(field_of(validate(&s)), "name");
+        let mut s = spec();
+        s.image = None;
+        assert_eq!(field_of(validate(&s)), "image");
+        let mut s = spec();
+        s.image = Some("x y".into());
+        assert_eq!(field_of(validate(&s)), "image");
+        let mut s = spec();
+        s.command.clear();
+        assert_eq!(field_of(validate(&s)), "command");
+        let mut s = spec();
+        s.workdir = Some("rel".into());
+        assert_eq!(field_of(validate(&s)), "workdir");
+        let mut s = spec();
+        s.env.insert("A=B".into(), "c".into());
+        assert_eq!(field_of(validate(&s)), "env");
+        let mut s = spec();
+        s.limits.memory_bytes = Some(1 << 20);
+        assert_eq!(field_of(validate(&s)), "limits.memory_bytes");
+        assert_eq!(validate(&spec()).ok(), Some("localhost/x:1"));
+    }
+
+    #[test]
+    fn the_create_body_carries_the_spec() {
+        let mut s = spec();
+        s.limits = Limits {
+            cpu_millis: Some(500),
+            memory_bytes: Some(64 << 20),
+            pids: Some(100),
+        };
+        s.workdir = Some("/tmp".into());
+        let b = create_body(&s, "cortex-t-1-a1", "localhost/x:1", Some("/cortex-podman"));
+        assert_eq!(b["name"], "cortex-t-1-a1");
+        assert_eq!(b["command"], json!(["sh", "-c", "true"]));
+        assert_eq!(b["env"], json!({"A": "b"}));
+        assert_eq!(b["netns"]["nsmode"], "none");
+        assert_eq!(b["work_dir"], "/tmp");
+        assert_eq!(b["cgroup_parent"], "/cortex-podman");
+        assert_eq!(b["resource_limits"]["memory"]["limit"], 64 << 20);
+        assert_eq!(b["resource_limits"]["cpu"]["quota"], 50_000);
+        assert_eq!(b["resource_limits"]["cpu"]["period"], 100_000);
+        assert_eq!(b["resource_limits"]["pids"]["limit"], 100);
+
+        s.network = Network::Host;
+        s.limits = Limits::default();
+        let b = create_body(&s, "cortex-t-1-a1", "localhost/x:1", None);
+        assert_eq!(b["netns"]["nsmode"], "host");
+        assert!(b.get("resource_limits").is_none());
+        assert!(b.get("cgroup_parent").is_none());
+    }
 }
