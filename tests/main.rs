@@ -16,3 +16,4 @@ mod netns;
 mod pxe;
 mod restart;
 mod tasks;
+mod tasks_netns;

@@ -14,13 +14,17 @@ pub fn cortex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cortex"))
 }
 
-/// The `cortex` binary under test, inside network namespace `ns` when given.
+/// The `cortex` binary under test, inside network namespace `ns` when given. `nsenter` (not
+/// `ip netns exec`, which remounts /sys and so hides the cgroup hierarchies workloads need)
+/// switches only the network namespace.
 pub fn cortex_in(ns: Option<&str>) -> Command {
     match ns {
         None => cortex(),
         Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cortex")]);
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_cortex"));
             c
         }
     }

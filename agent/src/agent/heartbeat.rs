@@ -13,22 +13,51 @@ use cortex_proto::v1::HeartbeatRequest;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig};
 
-/// Whether heartbeats are being accepted, for `/readyz`.
-#[derive(Clone, Default)]
-pub struct Health(Arc<Mutex<(bool, String)>>);
+/// Whether heartbeats are being accepted, for `/readyz` and for the worker's self-fencing.
+#[derive(Clone)]
+pub struct Health(Arc<Mutex<HealthInner>>);
+
+struct HealthInner {
+    ok: bool,
+    detail: String,
+    /// When a coordinator last accepted a heartbeat (or when this started).
+    last_ok: std::time::Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health(Arc::new(Mutex::new(HealthInner {
+            ok: false,
+            detail: "no heartbeat sent yet".into(),
+            last_ok: std::time::Instant::now(),
+        })))
+    }
+}
 
 impl Health {
     fn set(&self, ok: bool, detail: String) {
         if let Ok(mut h) = self.0.lock() {
-            *h = (ok, detail);
+            h.ok = ok;
+            h.detail = detail;
+            if ok {
+                h.last_ok = std::time::Instant::now();
+            }
         }
     }
 
     pub fn snapshot(&self) -> (bool, String) {
         self.0
             .lock()
-            .map(|h| h.clone())
+            .map(|h| (h.ok, h.detail.clone()))
             .unwrap_or((false, "unknown".into()))
+    }
+
+    /// How long since a coordinator last accepted a heartbeat.
+    pub fn since_contact(&self) -> Duration {
+        self.0
+            .lock()
+            .map(|h| h.last_ok.elapsed())
+            .unwrap_or(Duration::MAX)
     }
 }
 

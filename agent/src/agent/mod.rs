@@ -75,6 +75,14 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let coordinators = coordinator_addrs(&config)?;
+    let beat = heartbeat::Heartbeat::new(
+        identity.node_id,
+        creds.clone(),
+        coordinators.clone(),
+        Duration::from_millis(config.cluster.heartbeat_interval_ms),
+        config.data_dir.clone(),
+    );
+    let health = beat.health();
     let worker = crate::worker::Worker {
         node_id: identity.node_id,
         executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
@@ -83,16 +91,9 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
             coordinators: coordinators.clone(),
         })),
         fence_after: crate::worker::fence_after(&config.cluster),
+        contact: health.clone(),
     };
     let worker_done = tokio::spawn(worker.run(shutdown.token()));
-    let beat = heartbeat::Heartbeat::new(
-        identity.node_id,
-        creds,
-        coordinators,
-        Duration::from_millis(config.cluster.heartbeat_interval_ms),
-        config.data_dir.clone(),
-    );
-    let health = beat.health();
     tokio::spawn(beat.run(shutdown.token()));
     tokio::spawn(health::serve(http, health, shutdown.token()));
     let info = Joined {

@@ -7,6 +7,7 @@
 mod bootstrap;
 mod data_dir;
 mod detector;
+mod election;
 mod grpc;
 mod grpc_tasks;
 mod http;
@@ -14,6 +15,7 @@ mod identity;
 mod listeners;
 mod membership;
 mod pki;
+mod raft_events;
 mod scheduler;
 mod shutdown;
 
@@ -42,6 +44,10 @@ use serde::Serialize;
 use crate::api::{NodeApi, NodeApiParts};
 use crate::cli::Output;
 use crate::config::Config;
+
+/// openraft's `install_snapshot_timeout`: how long one snapshot chunk may take to send and,
+/// for the last one, to persist on the follower.
+const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Serialize)]
 struct Where {
@@ -94,6 +100,10 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         election_timeout_min: config.raft.election_timeout_min_ms,
         election_timeout_max: config.raft.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
+        // Per snapshot chunk (openraft's default, 200 ms, is shorter than one fsync on a busy
+        // disk: the last chunk is persisted before it is answered). Append-entries are bounded
+        // by the heartbeat interval and votes by the minimum election timeout (openraft's own).
+        install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
         ..Default::default()
     }
     .validate()
@@ -101,15 +111,23 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
     let raft = openraft::Raft::new(
         identity.node_id,
         std::sync::Arc::new(raft_config),
-        GrpcNetwork::new(cortex_cluster::pki::client_tls(
-            &pki.creds.ca_pem,
-            Some(&pki.creds),
-        )),
+        GrpcNetwork::new(
+            identity.node_id,
+            cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds)),
+        ),
         log_store,
         sm.clone(),
     )
     .await
     .context("starting the Raft node")?;
+    tokio::spawn(raft_events::run(raft.clone(), shutdown.token()));
+    tokio::spawn(election::run(
+        raft.clone(),
+        identity.node_id,
+        config.raft.election_timeout_min_ms,
+        config.raft.election_timeout_max_ms,
+        shutdown.token(),
+    ));
     let api = NodeApi::new(NodeApiParts {
         raft: raft.clone(),
         sm: sm.clone(),
@@ -171,6 +189,7 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         Duration::from_millis(config.cluster.heartbeat_interval_ms),
         config.data_dir.clone(),
     );
+    let contact = heartbeat.health();
     tokio::spawn(heartbeat.run(shutdown.token()));
     // Machines booted without a join token find coordinators this way (kept alive until exit).
     let _mdns = crate::discovery::advertise(
@@ -196,6 +215,7 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
             executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
             link: crate::worker::Link::Local(api.clone()),
             fence_after: crate::worker::fence_after(&config.cluster),
+            contact,
         };
         tokio::spawn(worker.run(shutdown.token()))
     };

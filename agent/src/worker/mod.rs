@@ -54,6 +54,8 @@ pub struct Worker {
     pub link: Link,
     /// Kill everything after this long without contact with a coordinator.
     pub fence_after: Duration,
+    /// This node's heartbeats: the contact the self-fencing goes by.
+    pub contact: crate::agent::heartbeat::Health,
 }
 
 impl Worker {
@@ -70,7 +72,6 @@ impl Worker {
         let mut assignments = self.link.assignments(self.node_id, shutdown.clone());
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut finished: HashSet<(String, u32)> = HashSet::new();
-        let mut last_contact = tokio::time::Instant::now();
         loop {
             let set: Option<Vec<Assignment>> = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -92,11 +93,10 @@ impl Worker {
             running.retain(|_, r| !r.handle.is_finished());
             match set {
                 Some(set) => {
-                    last_contact = tokio::time::Instant::now();
                     self.reconcile(set, &mut running, &mut finished, &report_tx);
                 }
                 None => {
-                    if !running.is_empty() && last_contact.elapsed() > self.fence_after {
+                    if !running.is_empty() && self.contact.since_contact() > self.fence_after {
                         tracing::warn!(
                             attempts = running.len(),
                             "no coordinator reachable for {:?}: killing every attempt on this node (self-fencing)",
