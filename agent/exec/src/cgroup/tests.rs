@@ -67,7 +67,7 @@ fn a_v2_parent_without_controllers_is_unavailable_naming_them() {
     };
     let planned = plan(&h, "cortex-unit-test", "x").expect("plan");
     assert_eq!(planned[0].1, unified.join("cortex-unit-test/x"));
-    match prepare_v2_parents(&planned) {
+    match v2::prepare_parents(&planned) {
         Err(ExecError::Unavailable(m)) => assert!(m.contains("`cpu`"), "{m}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
