@@ -142,6 +142,10 @@ pub struct ExecConfig {
     /// Podman REST API socket to use; `None` = start `podman system service` under
     /// `work_root` on first use.
     pub podman_socket: Option<PathBuf>,
+    /// The group (under the agent's own cgroup) that holds this node's attempts, `[a-z0-9-]`.
+    /// One per node, so that several nodes on one host (tests, trials) never touch each
+    /// other's attempts.
+    pub cgroup_parent: String,
 }
 
 /// The executors of this node.

@@ -86,6 +86,7 @@ pub(crate) async fn run(
     silence_propagate_warning().await;
 
     let launch = Launch {
+        parent: config.cgroup_parent.clone(),
         name: spec.name.clone(),
         program: nspawn,
         arg0: "systemd-nspawn".into(),

@@ -50,6 +50,7 @@ pub(crate) async fn run(
     let arg0 = spec.command[0].clone();
     let program = resolve_program(&arg0, &env["PATH"], &cwd)?;
     let launch = Launch {
+        parent: config.cgroup_parent.clone(),
         name: spec.name.clone(),
         program,
         arg0: arg0.clone(),

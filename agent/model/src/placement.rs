@@ -140,7 +140,8 @@ pub fn fits(state: &ClusterState, task: &TaskRecord, node: &NodeRecord) -> Resul
     fits_with(node, &task.spec, used)
 }
 
-fn fits_with(node: &NodeRecord, spec: &TaskSpec, used: Amount) -> Result<(), String> {
+/// Does the node have room for `spec` on top of `used`?
+pub fn fits_with(node: &NodeRecord, spec: &TaskSpec, used: Amount) -> Result<(), String> {
     let cap = capacity(node);
     let req = request(spec);
     if used.cpu_millis + req.cpu_millis > cap.cpu_millis

@@ -85,7 +85,7 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
     let health = beat.health();
     let worker = crate::worker::Worker {
         node_id: identity.node_id,
-        executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
+        executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir, identity.node_id)?),
         link: crate::worker::Link::Remote(std::sync::Arc::new(crate::worker::Remote {
             tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
             coordinators: coordinators.clone(),

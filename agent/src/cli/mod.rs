@@ -3,6 +3,7 @@
 mod bench;
 mod events;
 mod heartbeats;
+mod loadgen_tasks;
 mod node;
 mod output;
 mod pxe;

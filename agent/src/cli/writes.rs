@@ -27,6 +27,22 @@ pub enum LoadgenCommand {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Submit tasks and follow each to its end; latency and completed tasks per second.
+    Tasks(super::loadgen_tasks::TasksArgs),
+    /// The baseline: run a command directly N times.
+    Direct {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The scheduler alone, in memory: placements per second over N simulated nodes.
+    Placement {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20000)]
+        tasks: usize,
+    },
     /// Concurrent label writes against one node.
     Writes {
         /// Node whose labels are written.
@@ -70,6 +86,13 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
             interval_ms,
         } => {
             return super::heartbeats::run(&token, &ca_file, nodes, seconds, interval_ms).await;
+        }
+        LoadgenCommand::Tasks(a) => return super::loadgen_tasks::tasks(a, out).await,
+        LoadgenCommand::Direct { count, command } => {
+            return super::loadgen_tasks::direct(count, command, out).await
+        }
+        LoadgenCommand::Placement { nodes, tasks } => {
+            return super::loadgen_tasks::placement(nodes, tasks, out)
         }
     };
     anyhow::ensure!(clients >= 1, "--clients must be at least 1");

@@ -212,7 +212,7 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
     let worker_done = {
         let worker = crate::worker::Worker {
             node_id: identity.node_id,
-            executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir)?),
+            executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir, identity.node_id)?),
             link: crate::worker::Link::Local(api.clone()),
             fence_after: crate::worker::fence_after(&config.cluster),
             contact,

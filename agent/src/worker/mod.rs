@@ -26,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::tasks::Assignment;
 pub use link::{Link, Remote};
 
-/// This node's executors, working under `<data_dir>/exec`.
-pub fn executors(data_dir: &std::path::Path) -> anyhow::Result<Executors> {
+/// This node's executors, working under `<data_dir>/exec`, its attempts' cgroups under
+/// `cortex-<node id>`.
+pub fn executors(data_dir: &std::path::Path, node_id: NodeId) -> anyhow::Result<Executors> {
     let config = cortex_exec::ExecConfig {
         work_root: data_dir.join("exec"),
         podman_socket: None,
+        cgroup_parent: cgroup_parent(node_id),
     };
     Executors::new(config).map_err(|e| anyhow::anyhow!("setting up the executors: {e}"))
 }
@@ -40,6 +42,10 @@ pub fn executors(data_dir: &std::path::Path) -> anyhow::Result<Executors> {
 pub fn fence_after(c: &crate::config::ClusterConfig) -> Duration {
     let ms = c.suspect_after_ms + (c.down_after_ms.saturating_sub(c.suspect_after_ms)) / 2;
     Duration::from_millis(ms)
+}
+
+fn cgroup_parent(node_id: NodeId) -> String {
+    format!("cortex-{node_id:016x}")
 }
 
 struct Running {
@@ -60,6 +66,18 @@ pub struct Worker {
 
 impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
+        // Attempts left by a previous run of this node (a crash, kill -9) are not ours to keep:
+        // the cluster has declared them lost or will, and they must not run twice.
+        match cortex_exec::cgroup::kill_stale_in(&cgroup_parent(self.node_id), &HashSet::new()).await {
+            Ok(killed) if !killed.is_empty() => {
+                tracing::warn!(
+                    "killed {} attempt(s) left by a previous run: {killed:?}",
+                    killed.len()
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not look for attempts left by a previous run: {e}"),
+        }
         let (report_tx, report_rx) = mpsc::channel::<TaskReport>(1024);
         let (stale_tx, mut stale_rx) = mpsc::unbounded_channel::<(String, u32)>();
         tokio::spawn(link::report_loop(

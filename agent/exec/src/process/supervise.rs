@@ -27,6 +27,8 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
 
 /// One process to start in a fresh set of attempt cgroups.
 pub(crate) struct Launch {
+    /// The node's group of attempts (`ExecConfig::cgroup_parent`).
+    pub parent: String,
     /// Attempt name: names the cgroups.
     pub name: String,
     /// Resolved path of the program (checked to exist by the caller).
@@ -53,7 +55,7 @@ pub(crate) async fn supervise(
     cancel: CancellationToken,
     spawn_error: impl FnOnce(io::Error) -> ExecError,
 ) -> Result<Exit, ExecError> {
-    let cg = AttemptCgroup::create(&launch.name, &launch.limits).await?;
+    let cg = AttemptCgroup::create_in(&launch.parent, &launch.name, &launch.limits).await?;
     let mut cmd = Command::new(&launch.program);
     cmd.arg0(&launch.arg0)
         .args(&launch.args)

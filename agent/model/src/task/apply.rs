@@ -101,8 +101,10 @@ impl ClusterState {
 
     pub(crate) fn place_tasks(&mut self, placements: &[Placement], at_ms: UnixMillis) -> Outcome {
         let mut out = PlaceOutcome::default();
+        // Reservations are summed once per entry and kept up to date as placements land.
+        let mut used = placement::usage(self);
         for p in placements {
-            match self.place_one(p, at_ms) {
+            match self.place_one(p, &mut used, at_ms) {
                 Ok(()) => out.placed.push(p.task_id.clone()),
                 Err(reason) => out.refused.push((p.task_id.clone(), reason)),
             }
@@ -110,7 +112,12 @@ impl ClusterState {
         Outcome::Placed(out)
     }
 
-    fn place_one(&mut self, p: &Placement, at_ms: UnixMillis) -> Result<(), String> {
+    fn place_one(
+        &mut self,
+        p: &Placement,
+        used: &mut BTreeMap<NodeId, placement::Amount>,
+        at_ms: UnixMillis,
+    ) -> Result<(), String> {
         let task = self.tasks.get(&p.task_id).ok_or("no such task")?;
         if task.state != TaskState::Pending {
             return Err(format!("task is {}", task.state.as_str()));
@@ -130,7 +137,12 @@ impl ClusterState {
         }
         let node = self.nodes.get(&p.node_id).ok_or("no such node")?;
         placement::eligible(self, task, node)?;
-        placement::fits(self, task, node)?;
+        let u = used.entry(p.node_id).or_default();
+        placement::fits_with(node, &task.spec, *u)?;
+        let req = placement::request(&task.spec);
+        u.cpu_millis += req.cpu_millis;
+        u.memory_bytes += req.memory_bytes;
+        u.gpus += req.gpus;
         let task = self.tasks.get_mut(&p.task_id).ok_or("no such task")?;
         task.state = TaskState::Placed;
         task.attempt = p.attempt;
