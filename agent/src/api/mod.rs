@@ -396,6 +396,22 @@ impl NodeApi {
             .map_err(|_| ApiError::Unavailable("this node is shutting down".into()))?
     }
 
+    /// Queues a write behind those already queued and returns where its result will arrive,
+    /// without waiting: a caller can keep several writes in flight and still have them
+    /// proposed in the order it queued them.
+    pub async fn enqueue_write(
+        &self,
+        cmd: Command,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Outcome, ApiError>>, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .writes
+            .send((cmd, tx))
+            .await
+            .map_err(|_| ApiError::Unavailable("this node is shutting down".into()))?;
+        Ok(rx)
+    }
+
     /// Proposes one entry (forwarded to the leader on a follower). Used by the batcher.
     async fn propose(&self, cmd: Command) -> Result<Outcome, ApiError> {
         let cmd_copy = cmd.clone();

@@ -48,6 +48,10 @@ pub struct LatencyReport {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub min_ms: f64,
+    /// Medians of the phases recorded in the task record (proposers' clocks): created →
+    /// placed, placed → started (reported), started → ended (reported).
+    #[serde(default)]
+    pub phases_ms: BTreeMap<String, f64>,
 }
 
 fn report(what: &str, mut lat: Vec<Duration>, failed: usize, seconds: f64) -> LatencyReport {
@@ -68,7 +72,47 @@ fn report(what: &str, mut lat: Vec<Duration>, failed: usize, seconds: f64) -> La
         p95_ms: pct(0.95),
         p99_ms: pct(0.99),
         min_ms: pct(0.0),
+        phases_ms: BTreeMap::new(),
     }
+}
+
+fn phases(records: &[TaskRecord]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut add = |name: &str, mut v: Vec<u64>| {
+        v.sort();
+        if !v.is_empty() {
+            out.insert(name.to_string(), v[v.len() / 2] as f64);
+        }
+    };
+    let a = |t: &TaskRecord| t.attempts.last().cloned();
+    add(
+        "created_to_placed",
+        records
+            .iter()
+            .filter_map(|t| Some(a(t)?.placed_at_ms.saturating_sub(t.created_at_ms)))
+            .collect(),
+    );
+    add(
+        "placed_to_started",
+        records
+            .iter()
+            .filter_map(|t| {
+                let a = a(t)?;
+                Some(a.started_at_ms?.saturating_sub(a.placed_at_ms))
+            })
+            .collect(),
+    );
+    add(
+        "started_to_ended",
+        records
+            .iter()
+            .filter_map(|t| {
+                let a = a(t)?;
+                Some(a.ended_at_ms?.saturating_sub(a.started_at_ms?))
+            })
+            .collect(),
+    );
+    out
 }
 
 fn print(r: &LatencyReport, out: Output) -> anyhow::Result<()> {
@@ -79,6 +123,9 @@ fn print(r: &LatencyReport, out: Output) -> anyhow::Result<()> {
         "{}: {} in {:.2}s = {:.0}/s; p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} failed)",
         r.what, r.count, r.seconds, r.per_sec, r.p50_ms, r.p95_ms, r.p99_ms, r.failed
     );
+    if !r.phases_ms.is_empty() {
+        println!("  phase medians (ms): {:?}", r.phases_ms);
+    }
     Ok(())
 }
 
@@ -123,11 +170,14 @@ pub async fn tasks(a: TasksArgs, out: Output) -> anyhow::Result<()> {
         let spec = spec.clone();
         let remaining = remaining.clone();
         handles.push(tokio::spawn(async move {
-            let (mut lat, mut failed) = (Vec::new(), 0usize);
+            let (mut lat, mut failed, mut recs) = (Vec::new(), 0usize, Vec::new());
             while remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
                 let t = Instant::now();
                 match one_task(&mut c, &spec).await {
-                    Ok(rec) if rec.state == cortex_model::task::TaskState::Succeeded => lat.push(t.elapsed()),
+                    Ok(rec) if rec.state == cortex_model::task::TaskState::Succeeded => {
+                        lat.push(t.elapsed());
+                        recs.push(rec);
+                    }
                     Ok(rec) => {
                         failed += 1;
                         tracing::warn!("task {} {}: {:?}", rec.id, rec.state.as_str(), rec.error);
@@ -138,21 +188,23 @@ pub async fn tasks(a: TasksArgs, out: Output) -> anyhow::Result<()> {
                     }
                 }
             }
-            (lat, failed)
+            (lat, failed, recs)
         }));
     }
-    let (mut lat, mut failed) = (Vec::new(), 0);
+    let (mut lat, mut failed, mut recs) = (Vec::new(), 0, Vec::new());
     for h in handles {
-        let (l, f) = h.await?;
+        let (l, f, r) = h.await?;
         lat.extend(l);
         failed += f;
+        recs.extend(r);
     }
-    let r = report(
+    let mut r = report(
         &format!("{} tasks, {} clients", spec.kind.as_str(), a.clients),
         lat,
         failed,
         start.elapsed().as_secs_f64(),
     );
+    r.phases_ms = phases(&recs);
     print(&r, out)
 }
 

@@ -81,7 +81,7 @@ pub enum Command {
     },
     /// Run a command on the cluster: streams its output and exits with its exit code.
     /// `cortex run -- uname -a`, `cortex run --all -- nproc`, `cortex run --nspawn ./rootfs --mem 256M -- sh -c 'echo hi'`.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List, show, follow the logs of, and cancel tasks.
     Task {
         #[command(subcommand)]
@@ -255,7 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { after, limit, client } => events::run(&client, after, limit, out).await?,
         Command::Pxe { command } => pxe::run(command, out).await?,
         Command::Bench(args) => bench::run(args, out).await?,
-        Command::Run(args) => return run::run(args, out).await,
+        Command::Run(args) => return run::run(*args, out).await,
         Command::Task { command } => task::run(command, out).await?,
         Command::Workflow { command } => return workflow::run(command, out).await,
     }

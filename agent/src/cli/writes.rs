@@ -28,7 +28,7 @@ pub enum LoadgenCommand {
         interval_ms: u64,
     },
     /// Submit tasks and follow each to its end; latency and completed tasks per second.
-    Tasks(super::loadgen_tasks::TasksArgs),
+    Tasks(Box<super::loadgen_tasks::TasksArgs>),
     /// The baseline: run a command directly N times.
     Direct {
         #[arg(long, default_value_t = 100)]
@@ -87,7 +87,7 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         } => {
             return super::heartbeats::run(&token, &ca_file, nodes, seconds, interval_ms).await;
         }
-        LoadgenCommand::Tasks(a) => return super::loadgen_tasks::tasks(a, out).await,
+        LoadgenCommand::Tasks(a) => return super::loadgen_tasks::tasks(*a, out).await,
         LoadgenCommand::Direct { count, command } => {
             return super::loadgen_tasks::direct(count, command, out).await
         }

@@ -172,6 +172,9 @@ pub async fn report_loop(
     stale: mpsc::UnboundedSender<(String, u32)>,
     shutdown: CancellationToken,
 ) {
+    if let Link::Local(api) = &link {
+        return local_report_loop(api.clone(), node_id, rx, stale, shutdown).await;
+    }
     let mut failures = 0usize;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -181,6 +184,7 @@ pub async fn report_loop(
                 Err(_) => break,
             }
         }
+        fold_started(&mut batch);
         loop {
             match link.report(node_id, batch.clone(), failures).await {
                 Ok(refused) => {
@@ -205,6 +209,93 @@ pub async fn report_loop(
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Drops a `Started` whose attempt also finishes in the same batch: `Finished` implies it, and
+/// a fast task then costs one replicated write less.
+fn fold_started(batch: &mut Vec<TaskReport>) {
+    use cortex_model::task::ReportEvent;
+    let finished: std::collections::HashSet<(String, u32)> = batch
+        .iter()
+        .filter(|r| matches!(r.event, ReportEvent::Finished { .. }))
+        .map(|r| (r.task_id.clone(), r.attempt))
+        .collect();
+    if !finished.is_empty() {
+        batch.retain(|r| {
+            !(matches!(r.event, ReportEvent::Started) && finished.contains(&(r.task_id.clone(), r.attempt)))
+        });
+    }
+}
+
+/// Most report batches in flight at once on a coordinator's own worker.
+const LOCAL_IN_FLIGHT: usize = 4;
+
+type Pending = tokio::sync::oneshot::Receiver<Result<cortex_model::command::Outcome, crate::api::ApiError>>;
+
+/// The in-process variant: batches are queued on the node's write path in order and several
+/// are in flight at once (they join the same group commits); a failed batch is queued again.
+async fn local_report_loop(
+    api: NodeApi,
+    node_id: NodeId,
+    mut rx: mpsc::Receiver<TaskReport>,
+    stale: mpsc::UnboundedSender<(String, u32)>,
+    shutdown: CancellationToken,
+) {
+    use cortex_model::command::{Command, Outcome};
+    let mut inflight: std::collections::VecDeque<(Vec<TaskReport>, Pending)> = Default::default();
+    let mut open = true;
+    loop {
+        if !open && inflight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            first = rx.recv(), if open && inflight.len() < LOCAL_IN_FLIGHT => {
+                let Some(first) = first else { open = false; continue };
+                let mut batch = vec![first];
+                while batch.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                fold_started(&mut batch);
+                let cmd = Command::ReportTasks { node_id, reports: batch.clone(), at_ms: crate::api::now_ms() };
+                match api.enqueue_write(cmd).await {
+                    Ok(p) => inflight.push_back((batch, p)),
+                    Err(_) => return, // shutting down
+                }
+            }
+            done = async { (&mut inflight.front_mut().expect("guarded by the condition").1).await }, if !inflight.is_empty() => {
+                let Some((batch, _)) = inflight.pop_front() else { continue };
+                match done {
+                    Ok(Ok(Outcome::Reports { stale: refused })) => {
+                        if !refused.is_empty() {
+                            tracing::info!(
+                                "the cluster refused reports for {} stale attempt(s) (re-assigned or cancelled): {:?}",
+                                refused.len(),
+                                refused
+                            );
+                        }
+                        for s in refused {
+                            let _ = stale.send(s);
+                        }
+                    }
+                    Ok(Ok(other)) => tracing::warn!("unexpected outcome for reports: {other:?}"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(reports = batch.len(), "reporting failed (will retry): {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let cmd = Command::ReportTasks { node_id, reports: batch.clone(), at_ms: crate::api::now_ms() };
+                        match api.enqueue_write(cmd).await {
+                            Ok(p) => inflight.push_front((batch, p)),
+                            Err(_) => return,
+                        }
+                    }
+                    Err(_) => return, // the write path is gone: shutting down
                 }
             }
         }

@@ -191,7 +191,15 @@ impl ClusterState {
                 .tasks
                 .get(&r.task_id)
                 .is_some_and(|t| t.attempt == r.attempt && t.node_id == Some(node_id) && t.state.is_active());
-            if !current {
+            // Output of the task's last attempt is kept even when it arrives after the end
+            // (reports may be retried out of order after a leader change).
+            let late_output = matches!(r.event, ReportEvent::Output { .. })
+                && self.tasks.get(&r.task_id).is_some_and(|t| {
+                    t.attempts
+                        .last()
+                        .is_some_and(|a| a.attempt == r.attempt && a.node_id == node_id)
+                });
+            if !current && !late_output {
                 if !stale.iter().any(|(id, a)| id == &r.task_id && *a == r.attempt) {
                     stale.push((r.task_id.clone(), r.attempt));
                 }
@@ -234,6 +242,10 @@ impl ClusterState {
                             r.attempt,
                             &format!("{dropped_bytes} bytes of output dropped: the log limit was reached"),
                         );
+                    }
+                    if let Some(a) = self.tasks.get_mut(&r.task_id).and_then(|t| t.attempts.last_mut()) {
+                        // A fast attempt's Started may be folded into its Finished.
+                        a.started_at_ms.get_or_insert(at_ms);
                     }
                     self.finish_attempt(&r.task_id, result.clone(), at_ms);
                 }
