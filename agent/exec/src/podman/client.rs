@@ -111,9 +111,10 @@ impl Client {
         })
     }
 
-    /// A `GET` whose body is read as it arrives (`logs?follow=true`).
-    pub(crate) async fn stream(&self, path: &str) -> Result<Incoming, ApiError> {
-        let req = request(Method::GET, path)
+    /// A request whose answer is read as it arrives (`logs?follow=true`, or `attach`, whose
+    /// hijacked connection is an HTTP body delimited by the connection's close).
+    pub(crate) async fn stream(&self, method: Method, path: &str) -> Result<Incoming, ApiError> {
+        let req = request(method, path)
             .body(Full::new(Bytes::new()))
             .map_err(|e| ApiError::Transport(format!("building request {path}: {e}")))?;
         self.send(req).await

@@ -33,6 +33,9 @@ pub(crate) struct HostFacts {
     /// The hard `RLIMIT_NOFILE`/`RLIMIT_NPROC` of this process (`None`: unlimited/unknown).
     pub nofile_hard: Option<u64>,
     pub nproc_hard: Option<u64>,
+    /// `/proc/sys/kernel/pid_max`: podman lowers its own `RLIMIT_NPROC` to it at start-up, so
+    /// containers cannot have more either.
+    pub pid_max: Option<u64>,
     /// `CAP_SYS_RESOURCE` is in the effective set.
     pub cap_sys_resource: bool,
     /// The major version of the podman binary, if it could be read.
@@ -51,6 +54,9 @@ impl HostFacts {
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             nofile_hard: hard_limit(&limits, "Max open files"),
             nproc_hard: hard_limit(&limits, "Max processes"),
+            pid_max: std::fs::read_to_string("/proc/sys/kernel/pid_max")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
             cap_sys_resource: has_cap(&status, 24),
             podman_major: major_version(podman_version),
             conmon: CONMON_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
@@ -82,8 +88,12 @@ impl HostFacts {
         if self.cap_sys_resource {
             return Vec::new();
         }
+        let nproc = match (self.nproc_hard, self.pid_max) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut out = Vec::new();
-        for (name, hard) in [("nofile", self.nofile_hard), ("nproc", self.nproc_hard)] {
+        for (name, hard) in [("nofile", self.nofile_hard), ("nproc", nproc)] {
             if let Some(h) = hard.filter(|h| *h < PODMAN_RLIMIT) {
                 out.push(format!("{name}={h}:{h}"));
             }
@@ -250,6 +260,7 @@ mod tests {
             cgroup_v2: false,
             nofile_hard: Some(20000),
             nproc_hard: Some(96365),
+            pid_max: Some(32768),
             cap_sys_resource: false,
             podman_major: Some(4),
             conmon: Some("/usr/bin/conmon".into()),
@@ -259,7 +270,7 @@ mod tests {
     #[test]
     fn the_development_machine_gets_every_workaround() {
         let conf = containers_conf(&dev_machine(), &Layout::new(Path::new("/w")));
-        assert!(conf.contains(r#"default_ulimits = ["nofile=20000:20000", "nproc=96365:96365"]"#));
+        assert!(conf.contains(r#"default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]"#));
         assert!(conf.contains(r#"runtime = "runc""#));
         assert!(conf.contains(r#"cgroup_manager = "cgroupfs""#));
         assert!(conf.contains(r#"events_logger = "file""#));
@@ -274,6 +285,7 @@ mod tests {
             cgroup_v2: true,
             nofile_hard: Some(524288),
             nproc_hard: None,
+            pid_max: Some(4194304),
             cap_sys_resource: true,
             podman_major: Some(5),
             conmon: Some("/usr/bin/conmon".into()),

@@ -28,22 +28,22 @@ const PING: Duration = Duration::from_secs(2);
 /// sets it up).
 const START: Duration = Duration::from_secs(30);
 
-/// The cgroup parent of our containers under the `cgroupfs` manager: a sibling of the
-/// exec/nspawn attempts' `cortex` group, not inside it, because the agent's stale-attempt
-/// sweep (`cgroup::kill_stale`) owns every group under `cortex/` and would kill the
-/// containers' `libpod-<id>` groups and their conmons' `conmon` group. podman removes these
-/// itself.
-const CGROUP_PARENT: &str = "/cortex-podman";
-
-/// Runs podman in the background and stops it when stdin (a pipe from us) reaches
-/// end-of-file; exits with podman's status if podman stops by itself.
-const WATCHDOG: &str = r#""$@" </dev/null &
+/// Runs podman (`$2...`) in the background and stops it when stdin (a pipe from us) reaches
+/// end-of-file; exits with podman's status if podman stops by itself. Afterwards it undoes the
+/// private bind mount the overlay driver makes of `<graphroot>/overlay` (`$1`), which podman
+/// leaves behind and which would keep a temporary work_root from being deleted. (Background
+/// jobs of `sh` read `/dev/null` unless redirected, hence the pipe is kept as fd 3.)
+const WATCHDOG: &str = r#"graph=$1
+shift
+exec 3<&0
+"$@" </dev/null 3<&- &
 pid=$!
-{ while read -r _; do :; done; kill -TERM "$pid" 2>/dev/null; sleep 10; kill -KILL "$pid" 2>/dev/null; } &
+{ while read -r _; do :; done; kill -TERM "$pid" 2>/dev/null; sleep 10; kill -KILL "$pid" 2>/dev/null; } <&3 &
 reader=$!
 wait "$pid"
 status=$?
 kill "$reader" 2>/dev/null
+umount "$graph/overlay" 2>/dev/null
 exit "$status"
 "#;
 
@@ -51,9 +51,9 @@ exit "$status"
 #[derive(Debug, Clone)]
 pub(crate) struct Podman {
     pub client: Client,
-    /// `cgroup_parent` for new containers: set only for our own `cgroupfs` service; podman's
-    /// default (`machine.slice` under systemd) is right elsewhere.
-    pub cgroup_parent: Option<&'static str>,
+    /// Our own service uses the `cgroupfs` manager (containers then get a `cgroup_parent`;
+    /// podman's default, `machine.slice` under systemd, is right elsewhere).
+    pub cgroupfs: bool,
 }
 
 /// Our own service process.
@@ -93,7 +93,7 @@ pub(crate) async fn connect(config: &ExecConfig) -> Result<Podman, ExecError> {
         })?;
         return Ok(Podman {
             client,
-            cgroup_parent: None,
+            cgroupfs: false,
         });
     }
     let mut services = services().lock().await;
@@ -147,17 +147,14 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| io_error(&path, "making executable", e))?;
     }
-    let cgroup_parent = host.cgroupfs().then_some(CGROUP_PARENT);
+    let cgroupfs = host.cgroupfs();
 
     let client = Client::new(&socket);
     if client.ping(PING).await.is_ok() {
         // Another process (the agent, while `cortex image import` runs) has one up.
         tracing::info!(socket = %socket.display(), "using the podman service already running");
         return Ok(Service {
-            podman: Podman {
-                client,
-                cgroup_parent,
-            },
+            podman: Podman { client, cgroupfs },
             child: None,
         });
     }
@@ -175,6 +172,7 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
         .arg("-c")
         .arg(WATCHDOG)
         .arg("cortex-podman-watchdog")
+        .arg(layout.graphroot())
         .arg(&podman)
         .args(["system", "service", "--time=0"])
         .arg(format!("unix://{}", socket.display()))
@@ -198,10 +196,7 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
         ));
     };
     let mut service = Service {
-        podman: Podman {
-            client,
-            cgroup_parent,
-        },
+        podman: Podman { client, cgroupfs },
         child: Some((child, stdin)),
     };
     wait_ready(&mut service, &layout, began).await?;
