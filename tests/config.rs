@@ -44,7 +44,7 @@ fn every_layer_applies_in_order() {
         "the kernel command line beats files"
     );
     assert_eq!(
-        c["raft"]["election_timeout_min_ms"], 1000,
+        c["raft"]["election_timeout_min_ms"], 500,
         "a built-in default nobody overrides survives"
     );
     assert_eq!(

@@ -1,15 +1,27 @@
 //! Outbound Raft RPCs over gRPC (the `Raft` service in proto/cortex.proto).
 //!
-//! Payloads are openraft's serde types as JSON. Channels are created lazily per target and
-//! reconnect on their own; a failed call is reported to openraft as `Unreachable`, which makes
-//! it back off rather than spin.
+//! Payloads are openraft's serde types as JSON. One channel per target, created lazily and kept:
+//! tonic reconnects it by itself, so a timed-out call does not cost a new TCP + TLS handshake.
+//!
+//! Timeouts and errors (see docs/ARCHITECTURE.md, "Timeouts and retries"):
+//! - connecting is bounded by [`CONNECT_TIMEOUT`]: peers are on a LAN, so a peer that has not
+//!   accepted a TCP connection by then is gone;
+//! - each call is bounded by the deadline openraft gives for that RPC (`RPCOption::hard_ttl`):
+//!   the heartbeat interval for append-entries, the minimum election timeout for a vote,
+//!   `install_snapshot_timeout` for a snapshot chunk;
+//! - a call that ran out of time is reported as `Timeout` (openraft retries at once, no back-off:
+//!   the peer is alive, only slow — typically an fsync); a peer that cannot be connected to, or
+//!   refuses the call, is `Unreachable`, which makes openraft back off for [`UNREACHABLE_BACKOFF`]
+//!   before trying that peer again.
 
 use std::time::Duration;
 
 use cortex_proto::v1::raft_client::RaftClient;
 use cortex_proto::v1::RaftPayload;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -21,19 +33,30 @@ use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::types::{NodeId, TypeConfig};
 
+/// How long a TCP connect to a peer may take. LAN round trips are well under a millisecond and
+/// the first SYN retransmission is at 1 s, so this only ever cuts off a peer that is down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long openraft waits before retrying a peer that was `Unreachable`. Short, so a restarted
+/// peer is caught up within a heartbeat or two; a failed connect to a dead peer costs nothing.
+pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Creates gRPC clients to other nodes, authenticated with this node's certificate.
 #[derive(Clone)]
 pub struct GrpcNetwork {
+    id: NodeId,
     tls: ClientTlsConfig,
 }
 
 impl GrpcNetwork {
-    pub fn new(tls: ClientTlsConfig) -> Self {
-        GrpcNetwork { tls }
+    /// `id` is this node's id (it names the caller in timeout errors).
+    pub fn new(id: NodeId, tls: ClientTlsConfig) -> Self {
+        GrpcNetwork { id, tls }
     }
 }
 
 pub struct GrpcConnection {
+    id: NodeId,
     target: NodeId,
     addr: String,
     tls: ClientTlsConfig,
@@ -45,6 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         GrpcConnection {
+            id: self.id,
             target,
             addr: node.addr.clone(),
             tls: self.tls.clone(),
@@ -61,12 +85,6 @@ struct CallError {
     detail: String,
 }
 
-enum Method {
-    Append,
-    Vote,
-    Snapshot,
-}
-
 impl GrpcConnection {
     fn err(&self, detail: impl ToString) -> CallError {
         CallError {
@@ -76,12 +94,12 @@ impl GrpcConnection {
         }
     }
 
-    fn client(&mut self, timeout: Duration) -> Result<RaftClient<Channel>, CallError> {
+    fn client(&mut self) -> Result<RaftClient<Channel>, CallError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let channel = crate::pki::lazy_channel(&self.addr, &self.tls, timeout.min(Duration::from_secs(2)))
-            .map_err(|e| self.err(e))?;
+        let channel =
+            crate::pki::lazy_channel(&self.addr, &self.tls, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
         let client = RaftClient::new(channel);
         self.client = Some(client.clone());
         Ok(client)
@@ -90,7 +108,7 @@ impl GrpcConnection {
     /// Sends one request; the reply is a JSON `Result<Resp, E>` produced by the remote Raft.
     async fn call<Req, Resp, E>(
         &mut self,
-        method: Method,
+        action: RPCTypes,
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
@@ -102,28 +120,47 @@ impl GrpcConnection {
         let timeout = option.hard_ttl();
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self
-            .client(timeout)
+            .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { json });
+        // Also sent to the peer (grpc-timeout), so it can drop work nobody waits for.
         request.set_timeout(timeout);
-        let reply = match method {
-            Method::Append => client.append_entries(request).await,
-            Method::Vote => client.vote(request).await,
-            Method::Snapshot => client.install_snapshot(request).await,
+        let reply = match action {
+            RPCTypes::AppendEntries => client.append_entries(request).await,
+            RPCTypes::Vote => client.vote(request).await,
+            RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
         };
         let reply = match reply {
             Ok(r) => r.into_inner(),
-            Err(status) => {
-                // Drop the channel so the next call reconnects from scratch.
-                self.client = None;
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &self.err(status.message()),
-                )));
-            }
+            Err(status) => return Err(self.classify(action, timeout, status)),
         };
         let result: Result<Resp, E> =
             serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// A slow peer is not an unreachable one: only a failed connection (or a refusal) backs off.
+    fn classify<E: std::error::Error>(
+        &mut self,
+        action: RPCTypes,
+        timeout: Duration,
+        status: tonic::Status,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout,
+            }),
+            code => {
+                if code == tonic::Code::Unavailable {
+                    // The connection is gone (refused, reset, peer restarted): start afresh.
+                    self.client = None;
+                }
+                RPCError::Unreachable(Unreachable::new(&self.err(status.message())))
+            }
+        }
     }
 }
 
@@ -133,7 +170,7 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Method::Append, &rpc, &option).await
+        self.call(RPCTypes::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -144,7 +181,7 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Method::Snapshot, &rpc, &option).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -152,6 +189,10 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Method::Vote, &rpc, &option).await
+        self.call(RPCTypes::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
     }
 }

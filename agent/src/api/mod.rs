@@ -45,8 +45,8 @@ struct Inner {
     started: Instant,
     /// The CA with its key (coordinators): signs approved nodes' certificates.
     ca: ClusterCa,
-    /// This node's client identity for node-to-node calls (forwarding).
-    node_tls: ClientTlsConfig,
+    /// Writes received by a follower go to the leader through this (this node's certificate).
+    forwarder: forward::Forwarder,
     liveness: Liveness,
     join_limiter: join::RateLimiter,
     /// Writes go through the group-commit batcher (`batch.rs`).
@@ -63,6 +63,9 @@ pub struct NodeApiParts {
     pub ca: ClusterCa,
     pub node_tls: ClientTlsConfig,
 }
+
+const LEADERSHIP_CHANGED: &str =
+    "leadership changed while this write was in flight; it may or may not have been applied — check, then retry";
 
 pub fn now_ms() -> UnixMillis {
     SystemTime::now()
@@ -84,7 +87,7 @@ impl NodeApi {
                 grpc_addr: p.grpc_addr,
                 started: Instant::now(),
                 ca: p.ca,
-                node_tls: p.node_tls,
+                forwarder: forward::Forwarder::new(p.node_tls),
                 liveness: Liveness::default(),
                 join_limiter: join::RateLimiter::default(),
                 writes,
@@ -382,6 +385,22 @@ impl NodeApi {
         }
     }
 
+    /// Resolves once this node is no longer the Raft leader (at once if it is not).
+    async fn leadership_lost(&self) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.current_leader != Some(self.inner.node_id) || m.state != openraft::ServerState::Leader {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Proposes a command through Raft and waits until it is committed and applied here.
     /// On a follower the command is forwarded to the leader, so callers never see
     /// "not leader".
@@ -432,7 +451,7 @@ impl NodeApi {
         let (leader, leader_addr) = self.leader();
         if leader.is_some() && leader != Some(self.inner.node_id) {
             return match (leader_addr, forward) {
-                (Some(addr), Some(cmd)) => forward::to_leader(&self.inner.node_tls, &addr, &cmd).await,
+                (Some(addr), Some(cmd)) => self.inner.forwarder.to_leader(&addr, &cmd).await,
                 (Some(addr), None) => Err(ApiError::Unavailable(format!(
                     "this node is not the Raft leader either; the leader is at {addr}"
                 ))),
@@ -441,7 +460,20 @@ impl NodeApi {
                 )),
             };
         }
-        match self.inner.raft.client_write(cmd).await {
+        let proposed = self.inner.raft.client_write(cmd);
+        let result = if leader == Some(self.inner.node_id) {
+            // Appended here as the leader: if this node stops leading before the entry commits
+            // (a node that restarted believing it led, a partition, a newer term), the outcome
+            // is decided elsewhere. Stop waiting then, so neither the caller nor the writes
+            // queued behind this one in the batcher wait for an entry that may never commit.
+            tokio::select! {
+                r = proposed => r,
+                () = self.leadership_lost() => return Err(ApiError::Unavailable(LEADERSHIP_CHANGED.into())),
+            }
+        } else {
+            proposed.await
+        };
+        match result {
             Ok(resp) => match resp.data {
                 Outcome::Rejected { reason } => Err(ApiError::Rejected(reason)),
                 other => Ok(other),
@@ -451,19 +483,20 @@ impl NodeApi {
                     // We did not think we led, so nothing was appended: safe to send on.
                     match (f.leader_node, forward) {
                         (Some(node), Some(cmd)) => {
-                    tracing::info!(kind = cmd.kind(), leader = %node.addr, "forwarding a write to the leader (not appended here)");
-                    forward::to_leader(&self.inner.node_tls, &node.addr, &cmd).await
-                }
-                        _ => Err(ApiError::Unavailable(format!("this node is not the Raft leader; node {id} is"))),
+                            tracing::info!(kind = cmd.kind(), leader = %node.addr, "forwarding a write to the leader (not appended here)");
+                            self.inner.forwarder.to_leader(&node.addr, &cmd).await
+                        }
+                        _ => Err(ApiError::Unavailable(format!(
+                            "this node is not the Raft leader; node {id} is"
+                        ))),
                     }
                 }
-                _ if leader == Some(self.inner.node_id) => Err(ApiError::Unavailable(
-                    "leadership changed while this write was in flight; it may or may not have been applied — \
-                     check, then retry"
-                        .into(),
-                )),
+                _ if leader == Some(self.inner.node_id) => {
+                    Err(ApiError::Unavailable(LEADERSHIP_CHANGED.into()))
+                }
                 _ => Err(ApiError::Unavailable(
-                    "no Raft leader is known right now (an election may be in progress); retry shortly".into(),
+                    "no Raft leader is known right now (an election may be in progress); retry shortly"
+                        .into(),
                 )),
             },
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

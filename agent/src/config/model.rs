@@ -99,9 +99,9 @@ pub(crate) const REDACTED: &str = "<redacted>";
 impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
-            heartbeat_interval_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_interval_ms: 200,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
             snapshot_after_entries: 10_000,
         }
     }
@@ -246,9 +246,9 @@ mod tests {
         assert_eq!(
             cfg.raft,
             RaftConfig {
-                heartbeat_interval_ms: 250,
-                election_timeout_min_ms: 1000,
-                election_timeout_max_ms: 2000,
+                heartbeat_interval_ms: 200,
+                election_timeout_min_ms: 500,
+                election_timeout_max_ms: 1000,
                 snapshot_after_entries: 10_000
             }
         );

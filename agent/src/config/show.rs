@@ -75,9 +75,9 @@ mod tests {
              leave_on_shutdown = false\n\
              \n\
              [raft]\n\
-             heartbeat_interval_ms = 250\n\
-             election_timeout_min_ms = 1000\n\
-             election_timeout_max_ms = 2000\n\
+             heartbeat_interval_ms = 200\n\
+             election_timeout_min_ms = 500\n\
+             election_timeout_max_ms = 1000\n\
              snapshot_after_entries = 10000\n\
              \n\
              [cluster]\n\

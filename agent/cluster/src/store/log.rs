@@ -44,7 +44,7 @@ impl LogStore {
     ) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(write_err)?;
         let db = self.db.clone();
-        blocking(move || -> Result<(), redb::Error> {
+        blocking(key, move || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             txn.set_durability(durability)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
@@ -57,14 +57,30 @@ impl LogStore {
     }
 }
 
-/// Runs blocking store IO (fsync) off the async worker threads.
+/// A durable write slower than this is logged: openraft waits for it inline (a vote must be on
+/// disk before it is sent or granted), so a slow disk shows up as slow elections and commits.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs blocking store IO (fsync) off the async worker threads; `op` names it in the slow-write
+/// warning.
 async fn blocking<T: Send + 'static>(
+    op: &'static str,
     f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
 ) -> Result<T, redb::Error> {
-    match tokio::task::spawn_blocking(f).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(join) => Err(redb::Error::Corrupted(format!("store task failed: {join}"))),
+    };
+    let took = started.elapsed();
+    if took >= SLOW_WRITE {
+        tracing::warn!(
+            op,
+            ms = took.as_millis() as u64,
+            "raft store: a durable write was slow (the disk is busy); Raft waited for it"
+        );
     }
+    result
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -143,7 +159,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             encoded.push((e.log_id.index, encode(&e).map_err(write_logs_err)?));
         }
         let db = self.db.clone();
-        let res = blocking(move || {
+        let res = blocking("append", move || {
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(LOG)?;
@@ -169,7 +185,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        blocking(move || {
+        blocking("truncate", move || {
             let txn = db.begin_write()?;
             txn.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
             txn.commit()?;
@@ -182,7 +198,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = encode(&log_id).map_err(write_logs_err)?;
         let db = self.db.clone();
-        blocking(move || {
+        blocking("purge", move || {
             let txn = db.begin_write()?;
             txn.open_table(META)?.insert(KEY_PURGED, bytes.as_slice())?;
             txn.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;

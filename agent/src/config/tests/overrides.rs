@@ -31,7 +31,7 @@ fn cmdline_quoted_values_dotted_keys_and_foreign_words() {
     assert_eq!(cfg.log_level, "info,cortex=debug");
     assert_eq!(cfg.node_name.as_deref(), Some("007"));
     assert_eq!(cfg.raft.heartbeat_interval_ms, 100);
-    assert_eq!(cfg.raft.election_timeout_min_ms, 1000);
+    assert_eq!(cfg.raft.election_timeout_min_ms, 500);
     assert_eq!(cfg.grpc_addr.to_string(), "[::]:7071");
     assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:7070");
 }

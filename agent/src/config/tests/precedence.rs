@@ -203,7 +203,7 @@ fn process_fixture_layers() {
         log_level: "warn".to_owned(),
         raft: RaftConfig {
             heartbeat_interval_ms: 150,
-            election_timeout_min_ms: 1000,
+            election_timeout_min_ms: 500,
             election_timeout_max_ms: 3000,
             snapshot_after_entries: 10_000,
         },

@@ -98,7 +98,7 @@ fn invalid_values_name_key_and_source() {
         (
             "election-too-short.toml",
             "key raft.election_timeout_min_ms: invalid value 400: must be greater than twice \
-             raft.heartbeat_interval_ms (250, from built-in default)",
+             raft.heartbeat_interval_ms (200, from built-in default)",
         ),
         (
             "node-name.toml",
