@@ -10,7 +10,11 @@
      each a real joined node with its own certificate and mTLS connection), N = --sim
 
 usage: scripts/bench-cluster.py [--binary target/release/cortex] [--kills 20] [--trials 20]
-                                [--seconds 10] [--json out.json]
+                                [--seconds 10] [--json out.json] [--logs DIR]
+
+With --logs DIR each node's log is kept in DIR/<name>.log (info level), bench lines mark each
+kill, and the failover section prints per kill when the first survivor became a candidate, when
+one became leader, and when the first write was accepted.
 """
 import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
@@ -24,8 +28,10 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, binary, sb, extra_env=()):
-        self.bin, self.sb = binary, sb
+    def __init__(self, binary, sb, extra_env=(), logs=None, log_level="warn"):
+        self.bin, self.sb, self.logs = binary, sb, logs
+        if logs:
+            os.makedirs(logs, exist_ok=True)
         os.makedirs(os.path.join(sb, "root"), exist_ok=True)
         open(os.path.join(sb, "cmdline"), "w").close()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
@@ -36,6 +42,7 @@ class Cluster:
         for kv in extra_env:
             k, _, v = kv.partition("=")
             self.env[k] = v
+        self.node_env = dict(self.env, CORTEX_LOG=log_level)
         self.procs, self.addrs, self.http = {}, {}, {}
 
     def cli(self, *args, server=None, check=True):
@@ -57,8 +64,19 @@ class Cluster:
         else:
             cmd = [self.bin, "-o", "json", "agent", "--role", role] + (["--token", token] if token else [])
         cmd += ["--data-dir", data, "--grpc-addr", self.addrs[name], "--http-addr", self.http[name], "--node-name", name]
-        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        err = open(os.path.join(self.logs, f"{name}.log"), "ab") if self.logs else subprocess.DEVNULL
+        self.procs[name] = subprocess.Popen(cmd, env=self.node_env, stdout=subprocess.PIPE, stderr=err)
+        if self.logs:
+            err.close()
         self.procs[name].stdout.readline()  # printed once serving (coordinators) or approved (agents)
+
+    def mark(self, text):
+        """A line with a UTC timestamp in every node's log, to line the logs up with the client."""
+        if self.logs:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1000000:06d}Z"
+            for name in self.addrs:
+                with open(os.path.join(self.logs, f"{name}.log"), "a") as f:
+                    f.write(f"{stamp} ===== bench: {text}\n")
 
     def kill(self, name):
         p = self.procs.pop(name)
@@ -89,6 +107,74 @@ def wait(cond, timeout=60, step=0.05):
             return v
         time.sleep(step)
     raise TimeoutError("condition not met")
+
+
+def settled(c, ids):
+    """The leader's name once the cluster is in a steady state: every node answers, all agree on
+    one leader and term, there is exactly one leader, and every node has the same last log index
+    and has applied it (a restarted node has caught up). Killing before that measures a double
+    fault (a survivor that restarted a moment ago and is behind), not a leader failover."""
+    sts = [c.status(n) for n in ids]
+    if any(s is None for s in sts):
+        return None
+    if len({(s.get("leader_id"), s.get("term")) for s in sts}) != 1 or sts[0].get("leader_id") is None:
+        return None
+    if sorted(s.get("raft_role") for s in sts) != ["follower", "follower", "leader"]:
+        return None
+    if len({s.get("last_log_index") for s in sts}) != 1 or len({s.get("applied_index") for s in sts}) != 1:
+        return None
+    return next(n for n, i in ids.items() if i == sts[0]["leader_id"])
+
+
+def log_lines(path):
+    """(unix time, line) for each timestamped line of a node's log."""
+    import datetime
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            if len(line) > 27 and line[4] == "-" and line[26] == "Z":
+                try:
+                    t = datetime.datetime.strptime(line[:27], "%Y-%m-%dT%H:%M:%S.%fZ")
+                except ValueError:
+                    continue
+                out.append((t.replace(tzinfo=datetime.timezone.utc).timestamp(), line.rstrip()))
+    return out
+
+
+def phases(logs, trials):
+    """Per kill, from the survivors' `raft: role or leader changed` lines (info level): when the
+    first survivor became a candidate (the leader's loss noticed: election timeout), when one
+    became leader (the election), and the rest up to the first accepted write (the new leader's
+    first entries committed, then the client's next attempt)."""
+    lines = {n: log_lines(os.path.join(logs, f"{n}.log")) for n in ("c1", "c2", "c3")}
+    rows = []
+    for t in trials:
+        t0, t1 = t["kill_at_unix"], t["kill_at_unix"] + t["seconds"]
+        cand, lead, elections = None, None, 0
+        for n, ls in lines.items():
+            if n == t["killed"]:
+                continue
+            for ts, l in ls:
+                if not (t0 <= ts <= t1) or "raft: role or leader changed" not in l:
+                    continue
+                if "role=\"candidate\"" in l or "role=candidate" in l:
+                    elections += 1
+                    cand = ts if cand is None else min(cand, ts)
+                if ("role=\"leader\"" in l or "role=leader" in l) and lead is None:
+                    lead = ts
+        row = {"kill": t["kill"], "total": t["seconds"], "elections": elections,
+               "to_candidate": round(cand - t0, 3) if cand else None,
+               "election": round(lead - cand, 3) if cand and lead else None,
+               "to_write": round(t1 - lead, 3) if lead else None}
+        rows.append(row)
+        print(f"  kill {t['kill']:>2}: {t['seconds']:.2f} s = first candidate {row['to_candidate']} s"
+              f" + election {row['election']} s ({elections} candidacies) + to first write {row['to_write']} s", flush=True)
+    def med(key):
+        xs = [r[key] for r in rows if r[key] is not None]
+        return round(statistics.median(xs), 3) if xs else None
+    print(f"phases (median): first candidate {med('to_candidate')} s, election {med('election')} s, "
+          f"leader to first write {med('to_write')} s", flush=True)
+    return rows
 
 
 def cpu_seconds(pid):
@@ -126,11 +212,18 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for every cortex process, e.g. CORTEX_RAFT__HEARTBEAT_INTERVAL_MS=150")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds to wait after the cluster is settled before each kill")
+    ap.add_argument("--logs", metavar="DIR", help="keep each node's stderr in DIR/<name>.log and print where each "
+                    "failover's time went (needs info level, the default with --logs)")
+    ap.add_argument("--log-level", help="CORTEX_LOG for the nodes (default: warn; info,openraft=warn with --logs)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.log_level is None:
+        a.log_level = "info,openraft=warn" if a.logs else "warn"
     out = {}
     with tempfile.TemporaryDirectory() as sb:
-        c = Cluster(a.binary, sb, a.env)
+        c = Cluster(a.binary, sb, a.env, a.logs, a.log_level)
         c.start("c1")
         wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
         token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
@@ -153,23 +246,49 @@ def main():
             print(f"3 coordinators, {n:>2} clients: {r['writes_per_sec']:>8.0f} writes/s  p50 {r['latency_ms_p50']:.2f} ms"
                   f"  p99 {r['latency_ms_p99']:.2f} ms", flush=True)
 
-        # 1. failover
-        times = []
+        # 1. failover. Each kill starts from a settled cluster (see `settled`). Every write
+        # attempt is recorded (start and end relative to the kill, exit code, last line of the
+        # error), so a slow kill shows which attempt took the time; with --logs the nodes' own
+        # timestamps say when each survivor became a candidate and when one became leader.
+        times, trials = [], []
         for k in range(0 if "failover" in skip else a.kills):
-            leader = wait(lambda: (c.status("c1") or c.status("c2") or c.status("c3") or {}).get("leader_id"))
-            lname = next(n for n, i in ids.items() if i == leader)
+            lname = wait(lambda: settled(c, ids), timeout=120)
+            time.sleep(a.settle)
+            before = {n: c.status(n) for n in ids}
+            if settled(c, ids) != lname:
+                lname = wait(lambda: settled(c, ids), timeout=120)
             survivor = next(n for n in ids if n != lname)
+            c.mark(f"kill {k}: killing leader {lname}")
             c.kill(lname)
             t0 = time.time()
-            wait(lambda: c.cli("node", "label", survivor, f"k={k}", server=c.addrs[survivor], check=False).returncode == 0,
-                 timeout=60, step=0.02)
+            attempts = []
+
+            def attempt():
+                s0 = time.time()
+                r = c.cli("node", "label", survivor, f"k={k}", server=c.addrs[survivor], check=False)
+                err = (r.stderr.strip().splitlines() or [""])[-1][:200]
+                attempts.append({"start": round(s0 - t0, 3), "end": round(time.time() - t0, 3), "rc": r.returncode, "error": err})
+                return r.returncode == 0
+
+            wait(attempt, timeout=60, step=0.02)
             times.append(time.time() - t0)
+            new_leader = (c.status(survivor) or {}).get("leader_id")
+            trial = {"kill": k, "killed": lname, "via": survivor, "new_leader": next((n for n, i in ids.items() if i == new_leader), None),
+                     "kill_at_unix": t0, "seconds": round(times[-1], 3), "attempts": attempts,
+                     "before": {n: {f: (before[n] or {}).get(f) for f in ("term", "last_log_index", "applied_index")} for n in ids}}
+            trials.append(trial)
+            slowest = max(attempts, key=lambda x: x["end"] - x["start"])
+            print(f"  kill {k:>2}: {lname} killed, {trial['new_leader']} leads, write via {survivor}: {times[-1]:.2f} s, "
+                  f"{len(attempts)} attempts, slowest {slowest['end'] - slowest['start']:.2f} s at {slowest['start']:.2f} s"
+                  f" ({slowest['error'] or 'ok'})", flush=True)
             c.start(lname)
-            wait(lambda: all(c.status(n) and c.status(n)["leader_id"] for n in ids))
             wait(lambda: all(c.node_state(survivor, n) == "ready" for n in ids), timeout=60)
         out["failover_s"] = summary(times) if times else None
+        out["failover_trials"] = trials
         if times: print(f"failover (kill -9 leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
               f"  p95 {out['failover_s']['p95']:.2f} s  [{min(times):.2f}-{max(times):.2f}]", flush=True)
+        if times and a.logs:
+            out["failover_phases"] = phases(a.logs, trials)
 
         # 2. detection
         wtoken = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
