@@ -15,5 +15,6 @@ mod mtls;
 mod netns;
 mod pxe;
 mod restart;
+mod task_api;
 mod tasks;
 mod tasks_netns;

@@ -31,7 +31,17 @@ fn parse<T: serde::de::DeserializeOwned + Default>(field: &str, s: &str) -> Resu
     if s.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_str(s).map_err(|e| status(ApiError::invalid(field, e.to_string())))
+    // The error names the path inside the JSON (`tasks[0].kind`), not just a column.
+    let de = &mut serde_json::Deserializer::from_str(s);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            status(ApiError::invalid(field, inner.to_string()))
+        } else {
+            status(ApiError::invalid(&format!("{field}: {path}"), inner.to_string()))
+        }
+    })
 }
 
 pub async fn submit(
