@@ -212,6 +212,9 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for every cortex process, e.g. CORTEX_RAFT__HEARTBEAT_INTERVAL_MS=150")
+    ap.add_argument("--freeze", action="store_true",
+                    help="failover: SIGSTOP the leader instead of kill -9 (its sockets stay open and its "
+                    "kernel still accepts connections, like a hung host), then kill it before restarting")
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to wait after the cluster is settled before each kill")
     ap.add_argument("--logs", metavar="DIR", help="keep each node's stderr in DIR/<name>.log and print where each "
@@ -258,8 +261,11 @@ def main():
             if settled(c, ids) != lname:
                 lname = wait(lambda: settled(c, ids), timeout=120)
             survivor = next(n for n in ids if n != lname)
-            c.mark(f"kill {k}: killing leader {lname}")
-            c.kill(lname)
+            c.mark(f"kill {k}: {'freezing' if a.freeze else 'killing'} leader {lname}")
+            if a.freeze:
+                c.procs[lname].send_signal(signal.SIGSTOP)
+            else:
+                c.kill(lname)
             t0 = time.time()
             attempts = []
 
@@ -281,11 +287,13 @@ def main():
             print(f"  kill {k:>2}: {lname} killed, {trial['new_leader']} leads, write via {survivor}: {times[-1]:.2f} s, "
                   f"{len(attempts)} attempts, slowest {slowest['end'] - slowest['start']:.2f} s at {slowest['start']:.2f} s"
                   f" ({slowest['error'] or 'ok'})", flush=True)
+            if a.freeze:
+                c.kill(lname)
             c.start(lname)
             wait(lambda: all(c.node_state(survivor, n) == "ready" for n in ids), timeout=60)
         out["failover_s"] = summary(times) if times else None
         out["failover_trials"] = trials
-        if times: print(f"failover (kill -9 leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
+        if times: print(f"failover ({'SIGSTOP' if a.freeze else 'kill -9'} leader -> first accepted write), {len(times)} kills: p50 {out['failover_s']['p50']:.2f} s"
               f"  p95 {out['failover_s']['p95']:.2f} s  [{min(times):.2f}-{max(times):.2f}]", flush=True)
         if times and a.logs:
             out["failover_phases"] = phases(a.logs, trials)

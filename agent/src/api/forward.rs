@@ -61,7 +61,11 @@ impl Forwarder {
         let mut client = CortexClient::new(self.channel(leader_addr)?);
         let mut req = tonic::Request::new(ForwardRequest { command_json: json });
         req.set_timeout(FORWARD_TIMEOUT);
-        let reply = client.forward(req).await.map_err(|s| match s.code() {
+        // The deadline above also covers a TLS handshake that a frozen peer never answers.
+        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.forward(req))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+        let reply = reply.map_err(|s| match s.code() {
             tonic::Code::FailedPrecondition => ApiError::Rejected(s.message().to_string()),
             tonic::Code::InvalidArgument => ApiError::invalid("command", s.message()),
             code => {

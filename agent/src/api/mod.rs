@@ -401,6 +401,34 @@ impl NodeApi {
         }
     }
 
+    /// Resolves once this node's view of the leader is no longer `leader` (a new leader, or an
+    /// election under way).
+    async fn leader_moved_from(&self, leader: Option<NodeId>) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if metrics.borrow_and_update().current_leader != leader {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends a write to the leader this node knows. If that changes before the answer comes (the
+    /// leader froze or was cut off, and an election followed), the answer is not waited for: it
+    /// would hold the caller for the whole forward timeout while a new leader could take the
+    /// write. Whether the old leader applied it is then unknown, and the error says so.
+    async fn forward(&self, leader: Option<NodeId>, addr: &str, cmd: &Command) -> Result<Outcome, ApiError> {
+        tokio::select! {
+            r = self.inner.forwarder.to_leader(addr, cmd) => r,
+            () = self.leader_moved_from(leader) => Err(ApiError::Unavailable(format!(
+                "the Raft leader changed while this write was forwarded to {addr}; it may or may not \
+                 have been applied — check, then retry"
+            ))),
+        }
+    }
+
     /// Proposes a command through Raft and waits until it is committed and applied here.
     /// On a follower the command is forwarded to the leader, so callers never see
     /// "not leader".
@@ -451,7 +479,7 @@ impl NodeApi {
         let (leader, leader_addr) = self.leader();
         if leader.is_some() && leader != Some(self.inner.node_id) {
             return match (leader_addr, forward) {
-                (Some(addr), Some(cmd)) => self.inner.forwarder.to_leader(&addr, &cmd).await,
+                (Some(addr), Some(cmd)) => self.forward(leader, &addr, &cmd).await,
                 (Some(addr), None) => Err(ApiError::Unavailable(format!(
                     "this node is not the Raft leader either; the leader is at {addr}"
                 ))),
@@ -484,7 +512,7 @@ impl NodeApi {
                     match (f.leader_node, forward) {
                         (Some(node), Some(cmd)) => {
                             tracing::info!(kind = cmd.kind(), leader = %node.addr, "forwarding a write to the leader (not appended here)");
-                            self.inner.forwarder.to_leader(&node.addr, &cmd).await
+                            self.forward(Some(id), &node.addr, &cmd).await
                         }
                         _ => Err(ApiError::Unavailable(format!(
                             "this node is not the Raft leader; node {id} is"
