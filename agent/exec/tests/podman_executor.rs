@@ -22,6 +22,7 @@ const IMAGE: &str = "localhost/cortex-test:1";
 
 struct Fixture {
     work_root: PathBuf,
+    tarball: PathBuf,
 }
 
 impl Fixture {
@@ -39,19 +40,37 @@ impl Fixture {
 
     /// Container names in the store, through the same API socket (`podman --remote`).
     fn containers(&self) -> Vec<String> {
-        let out = Command::new("podman")
-            .arg("--remote")
-            .arg("--url")
-            .arg(format!("unix://{}", self.socket().display()))
-            .args(["ps", "--all", "--format", "{{.Names}}"])
-            .output()
-            .expect("podman --remote ps");
-        assert!(out.status.success(), "podman ps: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        containers_at(&self.socket())
     }
+}
+
+fn containers_at(socket: &Path) -> Vec<String> {
+    let out = Command::new("podman")
+        .arg("--remote")
+        .arg("--url")
+        .arg(format!("unix://{}", socket.display()))
+        .args(["ps", "--all", "--format", "{{.Names}}"])
+        .output()
+        .expect("podman --remote ps");
+    assert!(out.status.success(), "podman ps: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The pid of the `podman system service` listening on `socket`.
+fn service_pid(socket: &Path) -> Option<u32> {
+    let wanted = format!("unix://{}", socket.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_service = args.contains(&&b"service"[..])
+            && args.contains(&wanted.as_bytes())
+            && args.first().is_some_and(|a| a.ends_with(b"podman"));
+        is_service.then_some(pid)
+    })
 }
 
 /// The shared fixture (one service start and one import for all tests of this file), or `None`
@@ -82,9 +101,9 @@ async fn set_up() -> Option<Fixture> {
         .status()
         .expect("tar");
     assert!(status.success(), "tar: {status}");
-    let fixture = Fixture { work_root };
+    let fixture = Fixture { work_root, tarball };
     let began = Instant::now();
-    import_image(&fixture.config(), &tarball, IMAGE)
+    import_image(&fixture.config(), &fixture.tarball, IMAGE)
         .await
         .expect("import the busybox rootfs");
     eprintln!(
@@ -124,11 +143,18 @@ fn missing_prerequisite() -> Option<String> {
 /// `<target>/tmp/podman-<pid>`: removed by the next run (a test process cannot clean up after
 /// its last test, and a temporary dir in a static is never dropped).
 fn work_root() -> PathBuf {
+    work_root_named("")
+}
+
+fn work_root_named(suffix: &str) -> PathBuf {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     if let Ok(entries) = std::fs::read_dir(base) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(pid) = name.strip_prefix("podman-") else {
+            let Some(pid) = name
+                .strip_prefix("podman-")
+                .and_then(|rest| rest.split('-').next())
+            else {
                 continue;
             };
             if !Path::new("/proc").join(pid).exists() {
@@ -139,12 +165,23 @@ fn work_root() -> PathBuf {
                     .stderr(std::process::Stdio::null())
                     .status();
                 let _ = std::fs::remove_dir_all(e.path());
+                // Its runtime directory (the executor's rule: /run/cortex/podman-<first 8
+                // bytes of sha256(work_root)>).
+                let _ = std::fs::remove_dir_all(run_dir(&e.path()));
             }
         }
     }
-    let dir = base.join(format!("podman-{}", std::process::id()));
+    let dir = base.join(format!("podman-{}{suffix}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("work root");
     dir
+}
+
+fn run_dir(work_root: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let digest = sha2::Sha256::digest(work_root.as_os_str().as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/run/cortex/podman-{hash}"))
 }
 
 /// A unique attempt name (several test processes may share the machine).
@@ -456,4 +493,85 @@ async fn start_to_exit_of_true_executor_vs_podman_run() {
         c.as_millis(),
         e.as_secs_f64() / c.as_secs_f64()
     );
+}
+
+#[tokio::test]
+async fn a_service_given_by_socket_is_used_as_is() {
+    let Some(f) = fixture().await else { return };
+    let elsewhere = work_root_named("-external");
+    let config = ExecConfig {
+        work_root: elsewhere.clone(),
+        podman_socket: Some(f.socket()),
+        cgroup_parent: "cortex-test".into(),
+    };
+    let executors = Executors::new(config.clone()).expect("executors");
+    let (tx, mut rx) = mpsc::channel(16);
+    let exit = executors
+        .run(spec("external", "echo ext"), tx, CancellationToken::new())
+        .await
+        .expect("ran");
+    assert_eq!(exit.code, Some(0));
+    assert_eq!(rx.recv().await.map(|o| o.data), Some(b"ext\n".to_vec()));
+    assert!(!elsewhere.join("podman").exists(), "no service of our own");
+
+    let missing = elsewhere.join("nobody.sock");
+    let config = ExecConfig {
+        podman_socket: Some(missing.clone()),
+        ..config
+    };
+    match list_images(&config).await {
+        Err(ExecError::Unavailable(m)) => assert!(m.contains("nobody.sock"), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dead_service_is_started_again_and_its_leftover_containers_removed() {
+    let Some(f) = fixture().await else { return };
+    // A service of its own: this test kills it.
+    let work_root = work_root_named("-restart");
+    let config = ExecConfig {
+        work_root: work_root.clone(),
+        podman_socket: None,
+        cgroup_parent: "cortex-test".into(),
+    };
+    import_image(&config, &f.tarball, IMAGE).await.expect("import");
+    let socket = work_root.join("podman/podman.sock");
+    let conf = work_root.join("podman");
+
+    // An attempt of an earlier agent, never removed.
+    let leftover = format!("cortex-{}", name("leftover"));
+    let out = Command::new("podman")
+        .env("CONTAINERS_CONF", conf.join("containers.conf"))
+        .env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
+        .args([
+            "create",
+            "--name",
+            &leftover,
+            "--network",
+            "none",
+            IMAGE,
+            "sleep",
+            "100",
+        ])
+        .output()
+        .expect("podman create");
+    assert!(out.status.success(), "{out:?}");
+    assert!(containers_at(&socket).contains(&leftover));
+
+    let pid = service_pid(&socket).expect("the service runs");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let executors = Executors::new(config).expect("executors");
+    let (tx, _rx) = mpsc::channel(16);
+    let exit = executors
+        .run(spec("after-restart", "true"), tx, CancellationToken::new())
+        .await
+        .expect("ran on a new service");
+    assert_eq!(exit.code, Some(0));
+    assert!(!containers_at(&socket).contains(&leftover), "leftover removed");
 }

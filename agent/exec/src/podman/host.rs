@@ -105,13 +105,25 @@ impl HostFacts {
 /// The paths of one service's files, all under `<work_root>/podman`.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
+    /// Configuration, socket, log and the image store: `<work_root>/podman`.
     pub dir: PathBuf,
+    /// Runtime state: `/run/cortex/podman-<hash of work_root>` (see [`Layout::run`]).
+    pub run: PathBuf,
 }
+
+/// podman's `container cleanup`, which conmon runs when a container exits, refuses a
+/// `--runroot` longer than this; the container then stays "stopped" and `wait` hangs.
+pub(crate) const MAX_RUNROOT: usize = 50;
 
 impl Layout {
     pub(crate) fn new(work_root: &Path) -> Self {
+        use sha2::Digest as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        let digest = sha2::Sha256::digest(work_root.as_os_str().as_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Layout {
             dir: work_root.join("podman"),
+            run: PathBuf::from(format!("/run/cortex/podman-{hash}")),
         }
     }
     pub(crate) fn socket(&self) -> PathBuf {
@@ -136,12 +148,14 @@ impl Layout {
     pub(crate) fn graphroot(&self) -> PathBuf {
         self.dir.join("storage")
     }
-    /// Runtime state (containers/storage's runroot and libpod's tmp_dir): stale after a reboot.
+    /// containers/storage's runroot: under `/run` (a tmpfs on most hosts, so a reboot clears
+    /// it) and short, whatever the length of `work_root` ([`MAX_RUNROOT`]).
     pub(crate) fn runroot(&self) -> PathBuf {
-        self.dir.join("run")
+        self.run.join("storage")
     }
+    /// libpod's tmp_dir (exit files, events, locks): must not be shared with another podman.
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
+        self.run.join("libpod")
     }
 }
 
@@ -274,7 +288,11 @@ mod tests {
         assert!(conf.contains(r#"runtime = "runc""#));
         assert!(conf.contains(r#"cgroup_manager = "cgroupfs""#));
         assert!(conf.contains(r#"events_logger = "file""#));
-        assert!(conf.contains(r#"tmp_dir = "/w/podman/tmp""#));
+        let tmp = format!(
+            "tmp_dir = \"{}/libpod\"",
+            Layout::new(Path::new("/w")).run.display()
+        );
+        assert!(conf.contains(&tmp), "{conf}");
         assert!(conf.contains(r#"conmon_path = ["/w/podman/conmon-in-bundle"]"#));
     }
 
@@ -295,7 +313,17 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.starts_with('['))
             .collect();
-        assert_eq!(entries, [r#"tmp_dir = "/w/podman/tmp""#]);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].starts_with("tmp_dir = \"/run/cortex/podman-"));
+    }
+
+    #[test]
+    fn the_runroot_stays_short_for_any_work_root() {
+        let long = Path::new("/var/lib/a-rather-long-data-directory/for-cortex/exec");
+        let a = Layout::new(long);
+        assert!(a.runroot().as_os_str().len() <= MAX_RUNROOT, "{:?}", a.runroot());
+        assert_ne!(a.run, Layout::new(Path::new("/other")).run);
+        assert_eq!(a.run, Layout::new(long).run, "stable");
     }
 
     #[test]

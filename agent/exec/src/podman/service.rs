@@ -124,7 +124,16 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
             socket.display()
         )));
     }
-    std::fs::create_dir_all(&layout.dir).map_err(|e| io_error(&layout.dir, "creating", e))?;
+    if layout.runroot().as_os_str().len() > host::MAX_RUNROOT {
+        return Err(ExecError::Unavailable(format!(
+            "podman's runroot {} is longer than the {} characters podman accepts",
+            layout.runroot().display(),
+            host::MAX_RUNROOT
+        )));
+    }
+    for dir in [&layout.dir, &layout.run] {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "creating", e))?;
+    }
 
     let version = tokio::process::Command::new(&podman)
         .arg("--version")
@@ -265,8 +274,9 @@ async fn remove_leftovers(client: &Client) {
     }
 }
 
-/// `/run` is a tmpfs on most hosts, but our runtime directories live under `work_root`: clear
-/// them after a reboot as the tmpfs would have been (podman otherwise trusts stale state).
+/// The runtime directory is on `/run`, a tmpfs on most hosts; where it is not (the development
+/// machines), clear it after a reboot as the tmpfs would have been (podman otherwise trusts
+/// stale state).
 fn reset_after_reboot(layout: &Layout) -> Result<(), ExecError> {
     let Ok(boot) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
         return Ok(());
@@ -277,11 +287,9 @@ fn reset_after_reboot(layout: &Layout) -> Result<(), ExecError> {
         return Ok(());
     }
     if recorded.is_some() {
-        for dir in [layout.runroot(), layout.tmp_dir()] {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(io_error(&dir, "clearing after a reboot", e));
-                }
+        if let Err(e) = std::fs::remove_dir_all(&layout.run) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io_error(&layout.run, "clearing after a reboot", e));
             }
         }
     }
