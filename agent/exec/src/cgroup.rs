@@ -466,11 +466,27 @@ fn cpu_quota_us(millis: u32) -> u64 {
     (u64::from(millis) * CPU_PERIOD_US / 1000).max(1000)
 }
 
+/// The hierarchies, re-read at most once a second: parsing the mount table for every attempt
+/// was a measurable share of a no-op task's cost, and mounts and this process's own cgroup
+/// change rarely (the one move this module makes keeps the same base, see [`v2_base`]).
 fn hierarchies() -> Result<discover::Hierarchies, ExecError> {
-    discover::discover().map_err(|source| ExecError::Io {
+    static CACHE: std::sync::Mutex<Option<(std::time::Instant, discover::Hierarchies)>> =
+        std::sync::Mutex::new(None);
+    if let Ok(cache) = CACHE.lock() {
+        if let Some((at, h)) = cache.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return Ok(h.clone());
+            }
+        }
+    }
+    let h = discover::discover().map_err(|source| ExecError::Io {
         context: "reading /proc/self/mountinfo and /proc/self/cgroup".into(),
         source,
-    })
+    })?;
+    if let Ok(mut cache) = CACHE.lock() {
+        *cache = Some((std::time::Instant::now(), h.clone()));
+    }
+    Ok(h)
 }
 
 /// This process's own directory on pure v2, seen past the [`AGENT_LEAF`] it may have moved to.
