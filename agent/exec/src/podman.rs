@@ -1,9 +1,14 @@
 //! The `podman` executor: a container through the Podman REST API (libpod v4).
 //!
 //! One attempt is one container, `cortex-<name>`: create (image, argv, env, workdir, network,
-//! limits) → start → follow its logs and wait for it → read its exit code and OOM flag from
-//! `inspect` → remove it (always, on every path). A timeout or a cancel sends `SIGKILL`, waits
-//! for the exit and removes the container.
+//! limits) → attach → start → forward its output and wait for it → read its exit code and OOM
+//! flag from `inspect` → remove it (always, on every path). A timeout or a cancel sends
+//! `SIGKILL`, waits for the exit and removes the container. (Cancel with the token: a `run`
+//! future dropped midway leaves its container to the next start of the service, which removes
+//! every `cortex-` container it finds.)
+//!
+//! The environment is exactly the spec's plus what podman adds itself (`PATH`, `TERM`, `HOME`,
+//! `container`, `HOSTNAME`); nothing of the agent's reaches the service or the container.
 //!
 //! Images come from the local store only (no registry is assumed reachable): [`import_image`]
 //! turns a rootfs tarball into an image, [`list_images`] lists what the node can run.

@@ -24,6 +24,9 @@ use crate::{ExecConfig, ExecError};
 /// How long a healthy service takes to answer `_ping` (it answers in about a millisecond).
 const PING: Duration = Duration::from_secs(2);
 
+/// The size past which podman's events log is emptied (see [`trim_events`]).
+const EVENTS_MAX: u64 = 32 << 20;
+
 /// How long a fresh service may take to answer its first `_ping` (the first start of a store
 /// sets it up).
 const START: Duration = Duration::from_secs(30);
@@ -59,6 +62,7 @@ pub(crate) struct Podman {
 /// Our own service process.
 struct Service {
     podman: Podman,
+    layout: Layout,
     /// The watchdog `sh` and the write end of its stdin; `None` when another process's
     /// service was already answering on the socket.
     child: Option<(Child, ChildStdin)>,
@@ -99,7 +103,10 @@ pub(crate) async fn connect(config: &ExecConfig) -> Result<Podman, ExecError> {
     let mut services = services().lock().await;
     if let Some(service) = services.get(&config.work_root) {
         match service.podman.client.ping(PING).await {
-            Ok(()) => return Ok(service.podman.clone()),
+            Ok(()) => {
+                trim_events(&service.layout);
+                return Ok(service.podman.clone());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, socket = %service.podman.client.socket().display(), "the podman service stopped answering; starting it again");
                 services.remove(&config.work_root);
@@ -164,6 +171,7 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
         tracing::info!(socket = %socket.display(), "using the podman service already running");
         return Ok(Service {
             podman: Podman { client, cgroupfs },
+            layout,
             child: None,
         });
     }
@@ -206,6 +214,7 @@ async fn start(work_root: &Path) -> Result<Service, ExecError> {
     };
     let mut service = Service {
         podman: Podman { client, cgroupfs },
+        layout: layout.clone(),
         child: Some((child, stdin)),
     };
     wait_ready(&mut service, &layout, began).await?;
@@ -294,6 +303,26 @@ fn reset_after_reboot(layout: &Layout) -> Result<(), ExecError> {
         }
     }
     write_file(&layout.boot_id(), &format!("{boot}\n"))
+}
+
+/// podman 4's `file` events backend (hosts without journald) appends about 1.7 KB per
+/// container to `<tmp_dir>/events/events.log` and never rotates it (`events_logfile_max_size`
+/// came in 4.5); the file is on `/run`, often RAM. Nothing here reads old events, so past
+/// [`EVENTS_MAX`] it is emptied (podman appends with `O_APPEND`, so it just goes on writing).
+fn trim_events(layout: &Layout) {
+    let path = layout.tmp_dir().join("events/events.log");
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > EVENTS_MAX) {
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => {
+                if let Err(e) = f.set_len(0) {
+                    tracing::warn!(path = %path.display(), error = %e, "emptying podman's events log");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "emptying podman's events log")
+            }
+        }
+    }
 }
 
 /// `name` in `PATH` (or the usual system directories).
