@@ -77,6 +77,8 @@ def busybox_rootfs(path):
 def line(name, r, base=None):
     ratio = f"  ({r['p50_ms'] / base['p50_ms']:.2f}x direct)" if base else ""
     print(f"  {name:44s} p50 {r['p50_ms']:8.2f} ms  p95 {r['p95_ms']:8.2f} ms  n={r['count']} failed={r['failed']}{ratio}", flush=True)
+    if r.get("phases_ms"):
+        print(f"  {'':44s} phase medians (ms): {r['phases_ms']}", flush=True)
 
 
 def main():
@@ -150,7 +152,8 @@ def main():
         line("exec task sh -c true, submit → finished", three, direct)
         tp = c.loadgen("tasks", "--count", str(a.tasks), "--clients", str(a.clients), "--", "true")
         print(f"  no-op throughput, {a.clients} clients: {tp['per_sec']:.0f} tasks/s completed "
-              f"({tp['count']} in {tp['seconds']:.1f}s, p50 {tp['p50_ms']:.1f} ms, failed {tp['failed']})", flush=True)
+              f"({tp['count']} in {tp['seconds']:.1f}s, p50 {tp['p50_ms']:.1f} ms, failed {tp['failed']}); "
+              f"phase medians {tp.get('phases_ms')}", flush=True)
         results.update(exec_3_nodes=three, throughput_3_nodes=tp)
         c.stop()
 

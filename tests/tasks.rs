@@ -331,3 +331,67 @@ fn task_history_survives_a_crash() {
     let logs = n.cli_ok(&["task", "logs", t["id"].as_str().expect("id")]);
     assert_eq!(logs, "kept\n");
 }
+
+#[test]
+fn podman_tasks_run_images_imported_on_the_node() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    if !capable(have("podman"), "podman (apt install podman runc)")
+        || !capable(std::path::Path::new("/bin/busybox").exists(), "busybox-static")
+    {
+        return;
+    }
+    let Some(n) = node(sb.path()) else { return };
+    // Unknown image: refused at submit, naming the field and saying how to import one.
+    let out = run(&n, &["--podman", "localhost/cortex-test:1", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("image") && text(&out.stderr).contains("cortex image import"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let root = sb.path().join("rootfs");
+    cortex_exec::testing::build_busybox_rootfs(&root).expect("rootfs");
+    let tar = sb.path().join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let data_dir = sb.path().join("n1");
+    n.cli_ok(&[
+        "image",
+        "import",
+        "--data-dir",
+        data_dir.to_str().expect("path"),
+        tar.to_str().expect("path"),
+        "localhost/cortex-test:1",
+    ]);
+    // The node publishes its store; then the task is accepted and runs there.
+    eventually(Duration::from_secs(30), "the node's image published", || {
+        let v: serde_json::Value = serde_json::from_str(&n.cli_ok(&["-o", "json", "node", "list"])).ok()?;
+        let has = v["nodes"][0]["images"]
+            .as_array()?
+            .iter()
+            .any(|i| i == "localhost/cortex-test:1");
+        has.then_some(())
+    });
+    let out = run(
+        &n,
+        &[
+            "--podman",
+            "localhost/cortex-test:1",
+            "--",
+            "sh",
+            "-c",
+            "echo hi from podman; echo err >&2; ls /sys/class/net; exit 4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi from podman\nlo\n");
+    assert!(text(&out.stderr).contains("err"));
+}

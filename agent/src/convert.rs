@@ -22,6 +22,7 @@ pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
             .and_then(|j| serde_json::to_string(j).ok())
             .unwrap_or_default(),
         has_certificate: n.cert_pem.is_some(),
+        images: n.images.clone(),
         bench_json: n
             .bench
             .as_ref()
@@ -54,6 +55,7 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
         )
     };
     Ok(NodeRecord {
+        images: n.images,
         bench,
         id: n.id,
         name: n.name,
@@ -157,6 +159,7 @@ mod tests {
             join: None,
             cert_pem: None,
             bench: None,
+            images: Vec::new(),
         };
         n.labels.insert("zone".into(), "a".into());
         n.inventory.hostname = "alpha".into();
@@ -179,6 +182,7 @@ mod tests {
             join: None,
             cert_pem: None,
             bench: None,
+            images: Vec::new(),
         });
         p.state = "sleepy".into();
         assert_eq!(

@@ -148,6 +148,12 @@ pub struct ExecConfig {
     pub cgroup_parent: String,
 }
 
+/// Whether this node's own Podman image store exists (an image was imported or a Podman task
+/// ran), so listing images would not start a service for nothing.
+pub fn podman_store_exists(config: &ExecConfig) -> bool {
+    config.work_root.join("podman").join("storage").is_dir()
+}
+
 /// The executors of this node.
 pub struct Executors {
     config: ExecConfig,

@@ -101,6 +101,12 @@ pub enum Command {
         reason: String,
         at_ms: UnixMillis,
     },
+    /// The container images in a node's local store (published by the node when they change).
+    SetNodeImages {
+        node_id: NodeId,
+        images: Vec<String>,
+        at_ms: UnixMillis,
+    },
     /// A node's self-benchmark summary (measured on the node, published by it).
     SetNodeBench {
         node_id: NodeId,
@@ -129,6 +135,7 @@ impl Command {
             Command::ReportTasks { .. } => "report_tasks",
             Command::CancelTasks { .. } => "cancel_tasks",
             Command::SetNodeBench { .. } => "set_node_bench",
+            Command::SetNodeImages { .. } => "set_node_images",
         }
     }
 }

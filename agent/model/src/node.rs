@@ -87,6 +87,9 @@ pub struct NodeRecord {
     /// The node's measured self-benchmark summary, once it has published one.
     #[serde(default)]
     pub bench: Option<BenchSummary>,
+    /// Container images in the node's local store (sorted), for Podman tasks.
+    #[serde(default)]
+    pub images: Vec<String>,
 }
 
 /// The figures placement and the surfaces use from a node's self-benchmark (`cortex bench`).

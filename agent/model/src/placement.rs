@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::node::{NodeRecord, NodeState};
 use crate::state::ClusterState;
-use crate::task::{Placement, TaskRecord, TaskSpec, TaskState};
+use crate::task::{Placement, TaskKind, TaskRecord, TaskSpec, TaskState};
 use crate::{NodeId, UnixMillis};
 
 /// What a node offers, or what tasks reserve on it.
@@ -126,6 +126,11 @@ fn static_fit(state: &ClusterState, spec: &TaskSpec, node: &NodeRecord) -> Resul
             return Err(format!("node {} is not among the {n} fastest", node.name));
         }
     }
+    if let (TaskKind::Podman, Some(image)) = (spec.kind, &spec.image) {
+        if !has_image(node, image) {
+            return Err(format!("node {} does not have image {image}", node.name));
+        }
+    }
     let cap = capacity(node);
     let req = request(spec);
     if req.gpus > cap.gpus || req.cpu_millis > cap.cpu_millis || req.memory_bytes > cap.memory_bytes {
@@ -151,6 +156,18 @@ pub fn fits_with(node: &NodeRecord, spec: &TaskSpec, used: Amount) -> Result<(),
         return Err(format!("node {} has no room left", node.name));
     }
     Ok(())
+}
+
+/// Whether a node's local store has `image` (`name` matches `name:latest`, and a reference
+/// without a registry matches `localhost/…`, as Podman resolves them).
+pub fn has_image(node: &NodeRecord, image: &str) -> bool {
+    let with_tag = if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    let candidates = [with_tag.clone(), format!("localhost/{with_tag}")];
+    node.images.iter().any(|i| candidates.contains(i))
 }
 
 /// Submit-time check: is there any node (ready or not) big enough and matching the static
@@ -213,6 +230,13 @@ pub fn feasible_anywhere(state: &ClusterState, spec: &TaskSpec) -> Result<(), St
         })
     {
         return Err("constraints.labels: no node has all of these labels".into());
+    }
+    if let (TaskKind::Podman, Some(image)) = (spec.kind, &spec.image) {
+        if !joined.iter().any(|n| has_image(n, image)) {
+            return Err(format!(
+                "image: no node has {image} in its local image store (import it on a node with `cortex image import <rootfs.tar> {image}`)"
+            ));
+        }
     }
     if let Some(min) = spec.constraints.min_gflops {
         if !joined.iter().any(|n| gflops(n).is_some_and(|g| g >= min)) {

@@ -94,6 +94,7 @@ impl ClusterState {
                             join: None,
                             cert_pem: None,
                             bench: None,
+                            images: Vec::new(),
                         };
                         self.nodes.insert(node.id, record.clone());
                         record
@@ -326,6 +327,30 @@ impl ClusterState {
                 reason,
                 at_ms,
             } => self.cancel_tasks(task_ids, reason, *at_ms),
+            Command::SetNodeImages {
+                node_id,
+                images,
+                at_ms,
+            } => {
+                if images.len() > 10_000 || images.iter().any(|i| i.is_empty() || i.len() > 4096) {
+                    return Outcome::Rejected {
+                        reason: "images: at most 10000 references of 1 to 4096 bytes".into(),
+                    };
+                }
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
+                };
+                let mut images = images.clone();
+                images.sort();
+                images.dedup();
+                n.images = images;
+                n.updated_at_ms = *at_ms;
+                Outcome::Node {
+                    node: Box::new(n.clone()),
+                }
+            }
             Command::SetNodeBench {
                 node_id,
                 bench,
@@ -422,6 +447,7 @@ impl ClusterState {
             join: Some(join.clone()),
             cert_pem: None,
             bench: None,
+            images: Vec::new(),
         };
         self.nodes.insert(node.id, record.clone());
         self.event(

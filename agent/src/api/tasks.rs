@@ -510,6 +510,37 @@ impl NodeApi {
         }
     }
 
+    /// A node publishes the images in its local store (authenticated as `node_id`). Only a
+    /// change is proposed.
+    pub async fn publish_images(&self, node_id: NodeId, images: Vec<String>) -> Result<(), ApiError> {
+        if images.len() > 10_000 || images.iter().any(|i| i.is_empty() || i.len() > 4096) {
+            return Err(ApiError::invalid(
+                "images",
+                "at most 10000 references of 1 to 4096 bytes",
+            ));
+        }
+        let mut sorted = images.clone();
+        sorted.sort();
+        sorted.dedup();
+        let current = self
+            .inner
+            .sm
+            .state()
+            .nodes
+            .get(&node_id)
+            .map(|n| n.images.clone());
+        if current.as_ref() == Some(&sorted) {
+            return Ok(());
+        }
+        self.write(Command::SetNodeImages {
+            node_id,
+            images: sorted,
+            at_ms: now_ms(),
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.sm.subscribe()
     }

@@ -3,6 +3,7 @@
 mod bench;
 mod events;
 mod heartbeats;
+mod image;
 mod loadgen_tasks;
 mod node;
 mod output;
@@ -86,6 +87,11 @@ pub enum Command {
     Task {
         #[command(subcommand)]
         command: task::TaskCommand,
+    },
+    /// Container images of this host's node (for Podman tasks): import a rootfs tarball, list.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
     },
     /// Submit and follow workflows: DAGs of tasks from one YAML or JSON file.
     Workflow {
@@ -257,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args, out).await?,
         Command::Run(args) => return run::run(*args, out).await,
         Command::Task { command } => task::run(command, out).await?,
+        Command::Image { command } => image::run(command, out).await?,
         Command::Workflow { command } => return workflow::run(command, out).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -137,6 +137,13 @@ impl Cortex for CortexService {
         tasks::assignments(&self.api, req)
     }
 
+    async fn publish_images(
+        &self,
+        req: Request<pb::PublishImagesRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::publish_images(&self.api, req).await
+    }
+
     async fn report_tasks(
         &self,
         req: Request<pb::ReportTasksRequest>,

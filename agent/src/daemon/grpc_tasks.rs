@@ -228,3 +228,13 @@ pub async fn report(
         .map_err(|e| status(ApiError::invalid("reports_json", e.to_string())))?;
     json(&api.report_tasks(node_id, reports).await.map_err(status)?)
 }
+
+pub async fn publish_images(
+    api: &NodeApi,
+    req: Request<pb::PublishImagesRequest>,
+) -> Result<Response<pb::JsonResponse>, Status> {
+    let node_id = node_caller(&req, req.get_ref().node_id, "publish images")?;
+    let r = req.into_inner();
+    api.publish_images(node_id, r.images).await.map_err(status)?;
+    json(&serde_json::json!({ "ok": true }))
+}

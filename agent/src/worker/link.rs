@@ -133,6 +133,35 @@ impl Link {
         rx
     }
 
+    /// Publishes the images in this node's local store.
+    pub async fn publish_images(&self, node_id: NodeId, images: Vec<String>) -> Result<(), String> {
+        match self {
+            Link::Local(api) => api
+                .publish_images(node_id, images)
+                .await
+                .map_err(|e| e.to_string()),
+            Link::Remote(remote) => {
+                let mut last = String::from("no coordinator address known");
+                for i in 0..remote.coordinators.len() {
+                    let Some((addr, mut client)) = remote.client(i) else {
+                        continue;
+                    };
+                    match client
+                        .publish_images(pb::PublishImagesRequest {
+                            node_id,
+                            images: images.clone(),
+                        })
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(s) => last = format!("{addr}: {}", s.message()),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
     /// Sends reports; returns the stale attempts the cluster refused.
     async fn report(
         &self,

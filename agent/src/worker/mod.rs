@@ -44,6 +44,33 @@ pub fn fence_after(c: &crate::config::ClusterConfig) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// Publishes the images of this node's Podman store whenever they change (checked every
+/// 10 s). Nothing is started for a node whose store was never used: `cortex image import`
+/// (or a Podman task) creates it.
+async fn images_loop(executors: Arc<Executors>, link: Link, node_id: NodeId, shutdown: CancellationToken) {
+    let mut published: Option<Vec<String>> = None;
+    loop {
+        if cortex_exec::podman_store_exists(executors.config()) {
+            match cortex_exec::list_images(executors.config()).await {
+                Ok(mut images) => {
+                    images.sort();
+                    if published.as_ref() != Some(&images) {
+                        match link.publish_images(node_id, images.clone()).await {
+                            Ok(()) => published = Some(images),
+                            Err(e) => tracing::debug!("could not publish this node's images: {e}"),
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("could not list this node's images: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
 fn cgroup_parent(node_id: NodeId) -> String {
     format!("cortex-{node_id:016x}")
 }
@@ -78,6 +105,12 @@ impl Worker {
             Ok(_) => {}
             Err(e) => tracing::warn!("could not look for attempts left by a previous run: {e}"),
         }
+        tokio::spawn(images_loop(
+            self.executors.clone(),
+            self.link.clone(),
+            self.node_id,
+            shutdown.clone(),
+        ));
         let (report_tx, report_rx) = mpsc::channel::<TaskReport>(1024);
         let (stale_tx, mut stale_rx) = mpsc::unbounded_channel::<(String, u32)>();
         tokio::spawn(link::report_loop(
