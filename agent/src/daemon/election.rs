@@ -35,12 +35,23 @@ pub async fn run(raft: CortexRaft, me: u64, min_ms: u64, max_ms: u64, shutdown: 
     let lease = Duration::from_millis(max_ms);
     // (when the vote was last refreshed, the timeout drawn for the silence since then)
     let mut current: Option<(Instant, Duration)> = None;
+    let metrics = raft.metrics();
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.cancelled() => return,
+        }
+        // Cheap check first (no round trip through the Raft core): a leader or a lone voter has
+        // nothing to time.
+        let idle = {
+            let m = metrics.borrow();
+            m.state == ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2
+        };
+        if idle {
+            current = None;
+            continue;
         }
         let Ok((state, committed, refreshed, voters, is_voter)) = raft
             .with_raft_state(move |st| {
