@@ -401,12 +401,18 @@ impl NodeApi {
         }
     }
 
-    /// Resolves once this node's view of the leader is no longer `leader` (a new leader, or an
-    /// election under way).
+    /// Resolves once this node's view of the leader has moved away from `leader`: another
+    /// leader is known, or, after this node saw `leader` lead, none is (an election is under
+    /// way). Not knowing any leader yet is not a move: the metrics may lag the Raft core that
+    /// named `leader` a moment ago.
     async fn leader_moved_from(&self, leader: Option<NodeId>) {
         let mut metrics = self.inner.raft.metrics();
+        let mut seen = false;
         loop {
-            if metrics.borrow_and_update().current_leader != leader {
+            let now = metrics.borrow_and_update().current_leader;
+            if now == leader {
+                seen = true;
+            } else if seen || now.is_some() {
                 return;
             }
             if metrics.changed().await.is_err() {
