@@ -83,6 +83,10 @@ pub enum Command {
         workflow: Option<WorkflowRecord>,
         #[serde(default)]
         submitted_by: Option<String>,
+        /// Placements the proposer chose for tasks that can start at once (attempt 1), applied
+        /// right after the tasks are created and re-checked like any placement. Saves a round.
+        #[serde(default)]
+        placements: Vec<Placement>,
         at_ms: UnixMillis,
     },
     /// The leader's scheduler decided where tasks run; each placement is re-checked.

@@ -161,7 +161,11 @@ pub fn fits_with(node: &NodeRecord, spec: &TaskSpec, used: Amount) -> Result<(),
 /// Whether a node's local store has `image` (`name` matches `name:latest`, and a reference
 /// without a registry matches `localhost/…`, as Podman resolves them).
 pub fn has_image(node: &NodeRecord, image: &str) -> bool {
-    let with_tag = if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
+    let with_tag = if image
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':') || last.contains('@'))
+    {
         image.to_string()
     } else {
         format!("{image}:latest")
@@ -256,12 +260,23 @@ pub fn schedule(
     now_ms: UnixMillis,
     max: usize,
 ) -> Vec<Placement> {
-    let mut runnable: Vec<&TaskRecord> = state
+    let runnable: Vec<&TaskRecord> = state
         .tasks
         .values()
         .filter(|t| t.state == TaskState::Pending && t.not_before_ms <= now_ms)
         .filter(|t| state.dependencies_met(t))
         .collect();
+    schedule_candidates(state, runnable, load, max)
+}
+
+/// Places `runnable` (pending tasks whose dependencies are met; they need not be in the state
+/// yet: a proposer places new tasks in the same entry that creates them), oldest first.
+pub fn schedule_candidates(
+    state: &ClusterState,
+    mut runnable: Vec<&TaskRecord>,
+    load: &BTreeMap<NodeId, f64>,
+    max: usize,
+) -> Vec<Placement> {
     if runnable.is_empty() {
         return Vec::new();
     }

@@ -314,8 +314,16 @@ impl ClusterState {
                 tasks,
                 workflow,
                 submitted_by,
+                placements,
                 at_ms,
-            } => self.submit_tasks(tasks, workflow.as_ref(), submitted_by.as_deref(), *at_ms),
+            } => {
+                let out = self.submit_tasks(tasks, workflow.as_ref(), submitted_by.as_deref(), *at_ms);
+                if matches!(out, Outcome::Tasks { .. }) && !placements.is_empty() {
+                    // Refused placements leave the task pending for the scheduler.
+                    self.place_tasks(placements, *at_ms);
+                }
+                out
+            }
             Command::PlaceTasks { placements, at_ms } => self.place_tasks(placements, *at_ms),
             Command::ReportTasks {
                 node_id,

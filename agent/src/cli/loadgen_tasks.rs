@@ -273,6 +273,7 @@ pub fn placement(nodes: usize, tasks: usize, out: Output) -> anyhow::Result<()> 
         tasks: batch,
         workflow: None,
         submitted_by: None,
+        placements: Vec::new(),
         at_ms: 2,
     });
     let load = BTreeMap::new();

@@ -49,6 +49,7 @@ fn submit(s: &mut ClusterState, tasks: Vec<NewTask>) -> Outcome {
         tasks,
         workflow: None,
         submitted_by: None,
+        placements: Vec::new(),
         at_ms: 10,
     })
 }
@@ -334,4 +335,28 @@ fn draining_and_down_nodes_get_no_work() {
     });
     submit(&mut s, vec![task("t", &[])]);
     assert!(place_all(&mut s, 20).is_empty());
+}
+
+#[test]
+fn placements_proposed_with_a_submission_are_applied_and_rechecked() {
+    let mut s = cluster(&[(1, 1)]); // 1000 millis of CPU
+    let mut big = task("big", &[]);
+    big.spec.resources.cpu_millis = Some(800);
+    let mut other = task("other", &[]);
+    other.spec.resources.cpu_millis = Some(800);
+    let at = |id: &str| Placement {
+        task_id: id.into(),
+        attempt: 1,
+        node_id: 1,
+    };
+    s.apply(&Command::SubmitTasks {
+        tasks: vec![big, other],
+        workflow: None,
+        submitted_by: None,
+        placements: vec![at("big"), at("other")],
+        at_ms: 10,
+    });
+    assert_eq!(s.tasks["big"].state, TaskState::Placed);
+    // The second does not fit: refused in apply, left to the scheduler.
+    assert_eq!(s.tasks["other"].state, TaskState::Pending);
 }
