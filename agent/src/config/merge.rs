@@ -84,6 +84,7 @@ impl Merged {
             Key::SuspectAfterMs => cfg.cluster.suspect_after_ms = number()?,
             Key::DownAfterMs => cfg.cluster.down_after_ms = number()?,
             Key::VoterGraceMs => cfg.cluster.voter_grace_ms = number()?,
+            Key::BenchOnStart => cfg.bench.on_start = raw.bool().ok_or_else(wrong)?,
         }
         self.mark(key, origin.clone());
         Ok(())
@@ -150,7 +151,7 @@ fn expected(key: Key) -> &'static str {
         Key::NodeName | Key::LogLevel | Key::Token => "a string",
         Key::Join => "a list of HOST:PORT addresses (an array of strings or a comma-separated string)",
         Key::Role => "\"coordinator\" or \"worker\"",
-        Key::LeaveOnShutdown => "true or false",
+        Key::LeaveOnShutdown | Key::BenchOnStart => "true or false",
         Key::HeartbeatIntervalMs
         | Key::ElectionTimeoutMinMs
         | Key::ElectionTimeoutMaxMs

@@ -33,6 +33,8 @@ pub struct Config {
     pub raft: RaftConfig,
     /// Table `[cluster]`.
     pub cluster: ClusterConfig,
+    /// Table `[bench]`.
+    pub bench: BenchConfig,
 }
 
 /// Key `role`: what this node does in the cluster.
@@ -89,6 +91,20 @@ pub struct ClusterConfig {
     pub voter_grace_ms: u64,
 }
 
+/// Table `[bench]`: the node's self-benchmark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchConfig {
+    /// Run the quick benchmark when the node starts (in the background; an agent that has not
+    /// joined yet runs it before its first join request) and publish the summary.
+    pub on_start: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig { on_start: true }
+    }
+}
+
 pub(crate) const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
 pub(crate) const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7071));
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
@@ -134,6 +150,7 @@ impl Config {
             leave_on_shutdown: false,
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
+            bench: BenchConfig::default(),
         }
     }
 }
@@ -153,6 +170,7 @@ impl fmt::Debug for Config {
             leave_on_shutdown,
             raft,
             cluster,
+            bench,
         } = self;
         f.debug_struct("Config")
             .field("data_dir", data_dir)
@@ -166,6 +184,7 @@ impl fmt::Debug for Config {
             .field("leave_on_shutdown", leave_on_shutdown)
             .field("raft", raft)
             .field("cluster", cluster)
+            .field("bench", bench)
             .finish()
     }
 }
@@ -272,6 +291,13 @@ mod tests {
             }
         );
         assert_eq!(ClusterConfig::default(), cfg.cluster);
+    }
+
+    #[test]
+    fn bench_defaults() {
+        let cfg = Config::defaults(&[]);
+        assert_eq!(cfg.bench, BenchConfig { on_start: true });
+        assert_eq!(BenchConfig::default(), cfg.bench);
     }
 
     #[test]

@@ -24,11 +24,12 @@ pub(crate) enum Key {
     SuspectAfterMs,
     DownAfterMs,
     VoterGraceMs,
+    BenchOnStart,
 }
 
 impl Key {
-    /// The number of keys; `VoterGraceMs` must stay the last variant.
-    pub(crate) const COUNT: usize = Key::VoterGraceMs as usize + 1;
+    /// The number of keys; `BenchOnStart` must stay the last variant.
+    pub(crate) const COUNT: usize = Key::BenchOnStart as usize + 1;
 
     /// The full dotted key path, as written in messages (`raft.heartbeat_interval_ms`).
     pub(crate) fn path(self) -> &'static str {
@@ -51,6 +52,7 @@ impl Key {
             Key::SuspectAfterMs => "cluster.suspect_after_ms",
             Key::DownAfterMs => "cluster.down_after_ms",
             Key::VoterGraceMs => "cluster.voter_grace_ms",
+            Key::BenchOnStart => "bench.on_start",
         }
     }
 
@@ -89,6 +91,8 @@ const CLUSTER: &[(&str, Node)] = &[
     ("voter_grace_ms", Node::Leaf(Key::VoterGraceMs)),
 ];
 
+const BENCH: &[(&str, Node)] = &[("on_start", Node::Leaf(Key::BenchOnStart))];
+
 /// The top-level table.
 pub(crate) const ROOT: &[(&str, Node)] = &[
     ("data_dir", Node::Leaf(Key::DataDir)),
@@ -102,6 +106,7 @@ pub(crate) const ROOT: &[(&str, Node)] = &[
     ("leave_on_shutdown", Node::Leaf(Key::LeaveOnShutdown)),
     ("raft", Node::Table(RAFT)),
     ("cluster", Node::Table(CLUSTER)),
+    ("bench", Node::Table(BENCH)),
 ];
 
 /// The outcome of looking up a dotted key path.
@@ -194,6 +199,7 @@ mod tests {
             Key::SuspectAfterMs,
             Key::DownAfterMs,
             Key::VoterGraceMs,
+            Key::BenchOnStart,
         ];
         assert_eq!(all.len(), Key::COUNT);
         for (i, key) in all.iter().enumerate() {
@@ -218,7 +224,7 @@ mod tests {
             resolve(["nope"], exact),
             Err(
                 "known keys: data_dir, http_addr, grpc_addr, node_name, log_level, join, token, role, \
-                 leave_on_shutdown, raft, cluster"
+                 leave_on_shutdown, raft, cluster, bench"
                     .to_owned()
             )
         );
@@ -242,5 +248,11 @@ mod tests {
         assert_eq!(first_leaf_below("raft"), Some(Key::HeartbeatIntervalMs));
         assert_eq!(first_leaf_below("cluster"), Some(Key::TargetVoters));
         assert_eq!(first_leaf_below("data_dir"), None);
+        assert_eq!(resolve(["bench"], exact), Ok(Found::Table));
+        assert_eq!(
+            resolve(["bench", "quick"], exact),
+            Err("known keys in [bench]: on_start".to_owned())
+        );
+        assert_eq!(first_leaf_below("bench"), Some(Key::BenchOnStart));
     }
 }

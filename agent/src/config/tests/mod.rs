@@ -1,5 +1,6 @@
 //! Tests of `load` against the fixture trees under `tests/fixtures/config/`.
 
+mod bench;
 mod cluster;
 mod overrides;
 mod precedence;
