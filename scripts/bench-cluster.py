@@ -39,6 +39,8 @@ class Cluster:
                         CORTEX_CMDLINE_FILE=os.path.join(sb, "cmdline"), CORTEX_LOG="warn",
                         CORTEX_CA_FILE=os.path.join(sb, "c1", "ca.crt"),
                         CORTEX_TOKEN_FILE=os.path.join(sb, "c1", "admin.token"))
+        # No self-benchmark at node start: seconds of full load would skew every timing here.
+        self.env["CORTEX_BENCH__ON_START"] = "false"
         for kv in extra_env:
             k, _, v = kv.partition("=")
             self.env[k] = v

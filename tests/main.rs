@@ -7,6 +7,7 @@ mod harness;
 
 mod bad_input;
 mod bench;
+mod bench_publish;
 mod cli;
 mod cluster;
 mod config;

@@ -125,6 +125,7 @@ async fn malformed_oversized_and_flooding_join_requests_are_refused() {
         inventory_json: "{}".into(),
         csr_pem: csr,
         verification_code: "ABCD-EFGH".into(),
+        bench_json: String::new(),
     };
     let cases: Vec<(JoinRequest, &str)> = vec![
         (
@@ -189,6 +190,34 @@ async fn malformed_oversized_and_flooding_join_requests_are_refused() {
                 ..good.clone()
             },
             "invalid verification_code",
+        ),
+        (
+            JoinRequest {
+                bench_json: "{\"cpu_f64_gflops_all\": \"fast\"}".into(),
+                ..good.clone()
+            },
+            "invalid bench_json",
+        ),
+        (
+            JoinRequest {
+                bench_json: "{\"cpu_f64_gflops_all\": -3.5}".into(),
+                ..good.clone()
+            },
+            "invalid bench_json: cpu_f64_gflops_all must be a finite number",
+        ),
+        (
+            JoinRequest {
+                bench_json: "{\"memory_triad_gbps\": 1e999}".into(),
+                ..good.clone()
+            },
+            "invalid bench_json",
+        ),
+        (
+            JoinRequest {
+                bench_json: " ".repeat(5000),
+                ..good.clone()
+            },
+            "invalid bench_json",
         ),
         (
             JoinRequest {

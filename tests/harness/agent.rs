@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,23 @@ impl Agent {
 
     /// Starts `cortex agent` inside network namespace `ns` (when given).
     pub fn start_in(ns: Option<&str>, sandbox: &Path, data_dir: &Path, args: &[&str]) -> Agent {
+        Agent::start_with(ns, sandbox, data_dir, args, |_| {})
+    }
+
+    /// Like `start_in`, with `env` applied last (it can override the harness's settings, e.g.
+    /// `CORTEX_BENCH__ON_START=true`).
+    pub fn start_with(
+        ns: Option<&str>,
+        sandbox: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: impl FnOnce(&mut Command),
+    ) -> Agent {
         let stderr_path = data_dir.with_extension("stderr.log");
         let mut cmd = cortex_in(ns);
         isolate(&mut cmd, sandbox);
+        // No self-benchmark before joining or at start (seconds of full load on shared cores).
+        cmd.env("CORTEX_BENCH__ON_START", "false");
         cmd.args(["-o", "json", "agent"]);
         if !args.contains(&"--grpc-addr") {
             cmd.args(["--grpc-addr", "127.0.0.1:0"]);
@@ -47,6 +61,7 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"));
+        env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn cortex agent");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();

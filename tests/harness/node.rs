@@ -100,6 +100,9 @@ impl Node {
         ));
         let mut cmd = cortex_in(ns);
         isolate(&mut cmd, sandbox);
+        // No self-benchmark at start (it would load the shared cores for seconds); a test that
+        // wants one turns it back on in `env`.
+        cmd.env("CORTEX_BENCH__ON_START", "false");
         env(&mut cmd);
         cmd.args(["-o", "json", "up"]);
         // Port 0 unless the caller pins an address (restarts must keep their Raft address).

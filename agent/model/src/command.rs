@@ -43,6 +43,10 @@ pub enum Command {
     RequestJoin {
         node: Box<NodeRegistration>,
         join: JoinInfo,
+        /// The node's quick-benchmark summary, measured before it asked (absent when it did
+        /// not measure), so the approver sees its figures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bench: Option<BenchSummary>,
         at_ms: UnixMillis,
     },
     /// A person approved a pending node; `cert_pem` was signed by the CA before proposing.

@@ -105,6 +105,26 @@ pub struct BenchSummary {
     pub measured_at_ms: UnixMillis,
 }
 
+impl BenchSummary {
+    /// Every figure must be a finite number ≥ 0 (0 = not measured). Checked before a summary
+    /// is proposed (for a good error) and again in apply (for safety). The error names the
+    /// figure.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("cpu_f64_gflops_all", self.cpu_f64_gflops_all),
+            ("cpu_f64_gflops_one", self.cpu_f64_gflops_one),
+            ("cpu_f32_gflops_all", self.cpu_f32_gflops_all),
+            ("memory_triad_gbps", self.memory_triad_gbps),
+            ("disk_seq_read_mbps", self.disk_seq_read_mbps),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{name} must be a finite number ≥ 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a node asked to join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinInfo {

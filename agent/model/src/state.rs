@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Outcome};
-use crate::node::{validate_label, JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::node::{validate_label, BenchSummary, JoinInfo, NodeRecord, NodeRegistration, NodeState};
 use crate::task::{TaskId, TaskLog, TaskRecord, WorkflowRecord};
 use crate::token::{Scope, TokenKind, TokenRecord, TokenRejection};
 use crate::{NodeId, UnixMillis};
@@ -162,7 +162,12 @@ impl ClusterState {
                 );
                 Outcome::Done
             }
-            Command::RequestJoin { node, join, at_ms } => self.request_join(node, join, *at_ms),
+            Command::RequestJoin {
+                node,
+                join,
+                bench,
+                at_ms,
+            } => self.request_join(node, join, bench.as_ref(), *at_ms),
             Command::Batch { commands } => Outcome::Batch {
                 outcomes: commands
                     .iter()
@@ -364,6 +369,11 @@ impl ClusterState {
                 bench,
                 at_ms,
             } => {
+                if let Err(e) = bench.check() {
+                    return Outcome::Rejected {
+                        reason: format!("bench: {e}"),
+                    };
+                }
                 let Some(n) = self.nodes.get_mut(node_id) else {
                     return Outcome::Rejected {
                         reason: format!("no node with id {node_id}"),
@@ -378,7 +388,18 @@ impl ClusterState {
         }
     }
 
-    fn request_join(&mut self, node: &NodeRegistration, join: &JoinInfo, at_ms: UnixMillis) -> Outcome {
+    fn request_join(
+        &mut self,
+        node: &NodeRegistration,
+        join: &JoinInfo,
+        bench: Option<&BenchSummary>,
+        at_ms: UnixMillis,
+    ) -> Outcome {
+        if let Some(Err(e)) = bench.map(BenchSummary::check) {
+            return Outcome::Rejected {
+                reason: format!("bench: {e}"),
+            };
+        }
         if let Some(existing) = self.nodes.get_mut(&node.id) {
             let same_key = existing.join.as_ref().is_some_and(|j| j.csr_pem == join.csr_pem);
             return match existing.state {
@@ -390,6 +411,9 @@ impl ClusterState {
                     existing.http_addr = node.http_addr.clone();
                     existing.inventory = node.inventory.clone();
                     existing.join = Some(join.clone());
+                    if let Some(b) = bench {
+                        existing.bench = Some(b.clone());
+                    }
                     existing.updated_at_ms = at_ms;
                     Outcome::Node {
                         node: Box::new(existing.clone()),
@@ -454,7 +478,7 @@ impl ClusterState {
             updated_at_ms: at_ms,
             join: Some(join.clone()),
             cert_pem: None,
-            bench: None,
+            bench: bench.cloned(),
             images: Vec::new(),
         };
         self.nodes.insert(node.id, record.clone());
@@ -624,6 +648,95 @@ mod tests {
         };
         assert!(matches!(a.apply(&unknown), Outcome::Rejected { .. }));
         assert_eq!(a, before);
+    }
+
+    fn bench(gflops: f64) -> BenchSummary {
+        BenchSummary {
+            cpu_f64_gflops_all: gflops,
+            cpu_f64_gflops_one: gflops / 2.0,
+            cpu_f32_gflops_all: gflops * 2.0,
+            memory_triad_gbps: 10.0,
+            disk_seq_read_mbps: 0.0,
+            measured_at_ms: 5,
+        }
+    }
+
+    fn join_cmd(id: NodeId, csr: &str, bench: Option<BenchSummary>) -> Command {
+        Command::RequestJoin {
+            node: Box::new(NodeRegistration {
+                id,
+                name: format!("n{id}"),
+                role: NodeRole::Worker,
+                grpc_addr: String::new(),
+                http_addr: "127.0.0.1:9".into(),
+                inventory: Inventory::default(),
+            }),
+            join: JoinInfo {
+                csr_pem: csr.into(),
+                verification_code: "ABCD-EFGH".into(),
+                token_id: None,
+                reject_reason: None,
+            },
+            bench,
+            at_ms: 20,
+        }
+    }
+
+    #[test]
+    fn a_join_request_records_the_bench_summary_and_bad_figures_are_refused() {
+        let mut s = ClusterState::default();
+        s.apply(&join_cmd(4, "csr-1", Some(bench(12.5))));
+        assert_eq!(s.nodes[&4].state, NodeState::Pending);
+        assert_eq!(
+            s.nodes[&4].bench.as_ref().map(|b| b.cpu_f64_gflops_all),
+            Some(12.5)
+        );
+        // A pending node asking again without figures keeps the ones it sent; new ones replace them.
+        s.apply(&join_cmd(4, "csr-2", None));
+        assert_eq!(s.nodes[&4].bench, Some(bench(12.5)));
+        s.apply(&join_cmd(4, "csr-3", Some(bench(20.0))));
+        assert_eq!(s.nodes[&4].bench, Some(bench(20.0)));
+        s.apply(&join_cmd(5, "csr-5", None));
+        assert_eq!(s.nodes[&5].bench, None);
+
+        let before = s.clone();
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let b = BenchSummary {
+                memory_triad_gbps: bad,
+                ..bench(1.0)
+            };
+            let Outcome::Rejected { reason } = s.apply(&join_cmd(6, "csr-6", Some(b.clone()))) else {
+                panic!("a join with memory_triad_gbps {bad} must be refused")
+            };
+            assert!(reason.contains("memory_triad_gbps"), "{reason}");
+            let set = Command::SetNodeBench {
+                node_id: 4,
+                bench: b,
+                at_ms: 30,
+            };
+            assert!(matches!(s.apply(&set), Outcome::Rejected { .. }));
+        }
+        assert_eq!(s, before, "a refused summary changes nothing");
+
+        let set = Command::SetNodeBench {
+            node_id: 5,
+            bench: bench(3.0),
+            at_ms: 30,
+        };
+        assert!(matches!(s.apply(&set), Outcome::Node { .. }));
+        assert_eq!(s.nodes[&5].bench, Some(bench(3.0)));
+        assert_eq!(s.nodes[&5].updated_at_ms, 30);
+    }
+
+    #[test]
+    fn a_request_join_without_bench_reads_as_before() {
+        let json = serde_json::to_string(&join_cmd(4, "c", None)).unwrap_or_default();
+        assert!(!json.contains("bench"), "{json}");
+        let back: Command = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, join_cmd(4, "c", None));
+        let with = join_cmd(4, "c", Some(bench(1.0)));
+        let json = serde_json::to_string(&with).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<Command>(&json).ok(), Some(with));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use cortex_cluster::pki::{
     ClusterCa, NodeCredentials, NodeFiles, PkiError,
 };
 use cortex_model::inventory::Inventory;
+use cortex_model::node::BenchSummary;
 use cortex_proto::v1::cortex_client::CortexClient;
 use cortex_proto::v1::JoinRequest;
 
@@ -20,6 +21,8 @@ pub struct Request<'a> {
     pub node_id: u64,
     pub node_name: String,
     pub inventory: Inventory,
+    /// The quick benchmark's summary, when the node measured itself before asking.
+    pub bench: Option<BenchSummary>,
     pub files: &'a NodeFiles,
 }
 
@@ -74,6 +77,10 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
     let csr_pem = csr_for_key(r.node_id, &key_pem)?;
     let code = verification_code(&csr_pem);
     let inventory_json = serde_json::to_string(&r.inventory)?;
+    let bench_json = match &r.bench {
+        Some(b) => serde_json::to_string(b)?,
+        None => String::new(),
+    };
     let role = r.config.role;
     let (grpc_addr, http_addr) = match role {
         Role::Coordinator => (r.config.grpc_addr.to_string(), r.config.http_addr.to_string()),
@@ -111,6 +118,7 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
                 inventory_json: inventory_json.clone(),
                 csr_pem: csr_pem.clone(),
                 verification_code: code.clone(),
+                bench_json: bench_json.clone(),
             };
             let resp = client.join(req.clone()).await?.into_inner();
             anyhow::Ok((resp, ca_pem, req))

@@ -48,14 +48,25 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::daemon::name_from_hostname(&inventory.hostname));
     let shutdown = crate::daemon::Shutdown::install()?;
 
+    // This start's benchmark summary, when it was measured before joining (the join request
+    // carries it, so the approver sees the figures; it is not measured twice).
+    let mut measured = None;
     let creds = match load_node_credentials(&files)? {
         Some(c) => c,
         None => {
+            if config.bench.on_start {
+                tracing::info!("measuring this machine before asking to join (quick benchmark, at most 5 s)");
+                measured = tokio::select! {
+                    m = crate::selfbench::measure(config.data_dir.clone()) => m,
+                    _ = shutdown.wait() => return Ok(()),
+                };
+            }
             let request = join::Request {
                 config: &config,
                 node_id: identity.node_id,
                 node_name: node_name.clone(),
                 inventory,
+                bench: measured.clone(),
                 files: &files,
             };
             tokio::select! {
@@ -67,7 +78,7 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
 
     if config.role == Role::Coordinator {
         drop((log_store, sm));
-        return crate::daemon::run_joined(config, out, shutdown).await;
+        return crate::daemon::run_joined(config, out, shutdown, measured).await;
     }
 
     let http = tokio::net::TcpListener::bind(config.http_addr)
@@ -83,17 +94,27 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         config.data_dir.clone(),
     );
     let health = beat.health();
+    let link = crate::worker::Link::Remote(std::sync::Arc::new(crate::worker::Remote {
+        tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
+        coordinators: coordinators.clone(),
+    }));
     let worker = crate::worker::Worker {
         node_id: identity.node_id,
         executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir, identity.node_id)?),
-        link: crate::worker::Link::Remote(std::sync::Arc::new(crate::worker::Remote {
-            tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
-            coordinators: coordinators.clone(),
-        })),
+        link: link.clone(),
         fence_after: crate::worker::fence_after(&config.cluster),
         contact: health.clone(),
     };
     let worker_done = tokio::spawn(worker.run(shutdown.token()));
+    if config.bench.on_start {
+        tokio::spawn(crate::selfbench::run(
+            link,
+            identity.node_id,
+            config.data_dir.clone(),
+            measured,
+            shutdown.token(),
+        ));
+    }
     tokio::spawn(beat.run(shutdown.token()));
     tokio::spawn(health::serve(http, health, shutdown.token()));
     let info = Joined {

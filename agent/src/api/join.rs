@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cortex_model::command::{Command, Outcome};
 use cortex_model::inventory::Inventory;
-use cortex_model::node::{JoinInfo, NodeRecord, NodeRegistration, NodeRole, NodeState};
+use cortex_model::node::{BenchSummary, JoinInfo, NodeRecord, NodeRegistration, NodeRole, NodeState};
 
 use super::{now_ms, sha256_hex, ApiError, NodeApi};
 
@@ -29,6 +29,8 @@ pub struct JoinInput {
     pub inventory_json: String,
     pub csr_pem: String,
     pub verification_code: String,
+    /// The node's `BenchSummary` as JSON; empty when it measured nothing.
+    pub bench_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +83,22 @@ impl RateLimiter {
     }
 }
 
-fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory), ApiError> {
+/// A node's benchmark summary as sent in JSON (`field` names it in errors): at most
+/// [`super::bench::MAX_BENCH_JSON`] bytes, every figure a finite number ≥ 0.
+pub(super) fn parse_bench(field: &str, json: &str) -> Result<BenchSummary, ApiError> {
+    if json.len() > super::bench::MAX_BENCH_JSON {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {} bytes", super::bench::MAX_BENCH_JSON),
+        ));
+    }
+    let bench: BenchSummary = serde_json::from_str(json)
+        .map_err(|e| ApiError::invalid(field, format!("is not a benchmark summary: {e}")))?;
+    bench.check().map_err(|e| ApiError::invalid(field, e))?;
+    Ok(bench)
+}
+
+fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory, Option<BenchSummary>), ApiError> {
     if input.node_id == 0 || input.node_id >= (1 << 53) {
         return Err(ApiError::invalid("node_id", "must be between 1 and 2^53-1"));
     }
@@ -137,7 +154,11 @@ fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory), ApiError> {
             "must be 4 to 16 letters, digits or '-'",
         ));
     }
-    Ok((role, inventory))
+    let bench = match input.bench_json.as_str() {
+        "" => None,
+        json => Some(parse_bench("bench_json", json)?),
+    };
+    Ok((role, inventory, bench))
 }
 
 impl NodeApi {
@@ -157,7 +178,7 @@ impl NodeApi {
                 )));
             }
         }
-        let (role, inventory) = validate(&input)?;
+        let (role, inventory, bench) = validate(&input)?;
         let digest = sha256_hex(input.token_secret.trim());
         let existing = self.inner.sm.state().nodes.get(&input.node_id).cloned();
         let same_request = existing
@@ -216,6 +237,7 @@ impl NodeApi {
                     .write(Command::RequestJoin {
                         node: Box::new(registration),
                         join,
+                        bench,
                         at_ms: now_ms(),
                     })
                     .await?

@@ -4,6 +4,7 @@
 
 mod auth;
 mod batch;
+mod bench;
 mod error;
 mod forward;
 mod join;

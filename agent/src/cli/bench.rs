@@ -48,7 +48,7 @@ pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<()> {
 }
 
 /// Three significant digits, roughly: 1234, 123, 12.3, 1.23.
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {

@@ -63,6 +63,7 @@ pub async fn run(
                 inventory_json: inventory.clone(),
                 csr_pem,
                 verification_code: "SIM-0000".into(),
+                bench_json: String::new(),
             })
             .await?
             .into_inner();

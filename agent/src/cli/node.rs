@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cortex_model::node::NodeRecord;
+use cortex_model::node::{BenchSummary, NodeRecord};
 use cortex_proto::v1::{GetNodeRequest, ListNodesRequest, NodeDecisionRequest, SetNodeLabelsRequest};
 
 use super::output::{self, Output};
@@ -47,6 +47,7 @@ pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
                 n.grpc_addr.clone(),
                 n.inventory.cpu.threads.to_string(),
                 output::bytes(n.inventory.memory.total_bytes),
+                gflops(n),
                 labels(n),
             ]
         })
@@ -54,7 +55,7 @@ pub async fn list(args: &ClientArgs, out: Output) -> anyhow::Result<()> {
     print!(
         "{}",
         output::table(
-            &["id", "name", "role", "state", "address", "cpus", "memory", "labels"],
+            &["id", "name", "role", "state", "address", "cpus", "memory", "gflop/s", "labels"],
             &rows
         )
     );
@@ -193,6 +194,38 @@ fn labels(n: &NodeRecord) -> String {
         .join(",")
 }
 
+/// The node's measured f64 GFLOP/s on all cores, "-" before it published one (or when the
+/// figure was withheld).
+fn gflops(n: &NodeRecord) -> String {
+    match n.bench.as_ref().map(|b| b.cpu_f64_gflops_all) {
+        Some(g) if g > 0.0 => super::bench::num(g),
+        _ => "-".into(),
+    }
+}
+
+/// The BENCH section of `node show`: the summary's figures, "-" for one not measured.
+fn render_bench(b: &BenchSummary, now_ms: u64) -> String {
+    let fig = |v: f64, unit: &str| {
+        if v > 0.0 {
+            format!("{} {unit}", super::bench::num(v))
+        } else {
+            "- (not measured)".into()
+        }
+    };
+    let mut s = format!(
+        "\nBENCH (quick self-benchmark, measured {} ago)\n",
+        output::duration_ms(now_ms.saturating_sub(b.measured_at_ms))
+    );
+    s.push_str(&output::fields(&[
+        ("cpu f64, all cores", fig(b.cpu_f64_gflops_all, "GFLOP/s")),
+        ("cpu f64, one core", fig(b.cpu_f64_gflops_one, "GFLOP/s")),
+        ("cpu f32, all cores", fig(b.cpu_f32_gflops_all, "GFLOP/s")),
+        ("memory triad", fig(b.memory_triad_gbps, "GB/s")),
+        ("disk seq read", fig(b.disk_seq_read_mbps, "MB/s")),
+    ]));
+    s
+}
+
 fn render_node(n: &NodeRecord) -> String {
     let inv = &n.inventory;
     let mut s = output::fields(&[
@@ -235,7 +268,17 @@ fn render_node(n: &NodeRecord) -> String {
                 None => format!("{} NVIDIA GPU(s)", inv.gpus.devices.len()),
             },
         ),
+        (
+            "bench",
+            match &n.bench {
+                Some(_) => format!("{} GFLOP/s f64, all cores (see BENCH)", gflops(n)),
+                None => "not measured yet".into(),
+            },
+        ),
     ]);
+    if let Some(b) = &n.bench {
+        s.push_str(&render_bench(b, crate::api::now_ms()));
+    }
     if !inv.disks.is_empty() {
         s.push_str("\nDISKS\n");
         let rows: Vec<Vec<String>> = inv
@@ -309,5 +352,26 @@ mod tests {
         assert_eq!(remove, vec!["gpu".to_string()]);
         let err = parse_label_specs(&["zone".to_string()]).unwrap_err().to_string();
         assert_eq!(err, "label \"zone\": expected key=value to set or key- to remove");
+    }
+
+    #[test]
+    fn bench_figures_render_with_dashes_for_what_was_not_measured() {
+        let b = BenchSummary {
+            cpu_f64_gflops_all: 110.8,
+            cpu_f64_gflops_one: 57.84,
+            cpu_f32_gflops_all: 224.3,
+            memory_triad_gbps: 38.0,
+            disk_seq_read_mbps: 0.0,
+            measured_at_ms: 1_000,
+        };
+        assert_eq!(
+            render_bench(&b, 62_000),
+            "\nBENCH (quick self-benchmark, measured 1m1s ago)\n\
+             cpu f64, all cores  111 GFLOP/s\n\
+             cpu f64, one core   57.8 GFLOP/s\n\
+             cpu f32, all cores  224 GFLOP/s\n\
+             memory triad        38.0 GB/s\n\
+             disk seq read       - (not measured)\n"
+        );
     }
 }

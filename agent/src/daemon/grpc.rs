@@ -144,6 +144,13 @@ impl Cortex for CortexService {
         tasks::publish_images(&self.api, req).await
     }
 
+    async fn publish_bench(
+        &self,
+        req: Request<pb::PublishBenchRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::publish_bench(&self.api, req).await
+    }
+
     async fn report_tasks(
         &self,
         req: Request<pb::ReportTasksRequest>,
@@ -202,6 +209,7 @@ impl Cortex for CortexService {
             inventory_json: r.inventory_json,
             csr_pem: r.csr_pem,
             verification_code: r.verification_code,
+            bench_json: r.bench_json,
         };
         let d = self.api.join(input, source, peer).await.map_err(status)?;
         Ok(Response::new(pb::JoinResponse {

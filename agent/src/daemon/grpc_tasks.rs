@@ -238,3 +238,16 @@ pub async fn publish_images(
     api.publish_images(node_id, r.images).await.map_err(status)?;
     json(&serde_json::json!({ "ok": true }))
 }
+
+/// A node publishes its self-benchmark summary (its own certificate only).
+pub async fn publish_bench(
+    api: &NodeApi,
+    req: Request<pb::PublishBenchRequest>,
+) -> Result<Response<pb::JsonResponse>, Status> {
+    let node_id = node_caller(&req, req.get_ref().node_id, "publish a benchmark")?;
+    let r = req.into_inner();
+    api.publish_bench_json(node_id, &r.bench_json)
+        .await
+        .map_err(status)?;
+    json(&serde_json::json!({ "ok": true }))
+}

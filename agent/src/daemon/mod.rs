@@ -64,15 +64,27 @@ struct Where {
 pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
     init_tracing(&config.log_level);
     let shutdown = shutdown::Shutdown::install()?;
-    serve(config, out, shutdown, Mode::Bootstrap).await
+    serve(config, out, shutdown, Mode::Bootstrap, None).await
 }
 
-/// Runs an approved coordinator that joined an existing cluster.
-pub async fn run_joined(config: Config, out: Output, shutdown: Shutdown) -> anyhow::Result<()> {
-    serve(config, out, shutdown, Mode::Joined).await
+/// Runs an approved coordinator that joined an existing cluster. `measured`: the benchmark
+/// summary the agent took before joining (published instead of measuring again).
+pub async fn run_joined(
+    config: Config,
+    out: Output,
+    shutdown: Shutdown,
+    measured: Option<cortex_model::node::BenchSummary>,
+) -> anyhow::Result<()> {
+    serve(config, out, shutdown, Mode::Joined, measured).await
 }
 
-async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    out: Output,
+    shutdown: Shutdown,
+    mode: Mode,
+    measured: Option<cortex_model::node::BenchSummary>,
+) -> anyhow::Result<()> {
     let dirs = data_dir::prepare(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = identity::load_or_create(&log_store)?;
@@ -209,6 +221,16 @@ async fn serve(config: Config, out: Output, shutdown: Shutdown, mode: Mode) -> a
         shutdown.token(),
     ));
     tokio::spawn(scheduler::run(api.clone(), shutdown.token()));
+    if config.bench.on_start {
+        // In the background, after registration (the record must exist to carry the figures).
+        tokio::spawn(crate::selfbench::run(
+            crate::worker::Link::Local(api.clone()),
+            identity.node_id,
+            config.data_dir.clone(),
+            measured,
+            shutdown.token(),
+        ));
+    }
     let worker_done = {
         let worker = crate::worker::Worker {
             node_id: identity.node_id,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cortex_model::node::BenchSummary;
 use cortex_model::task::TaskReport;
 use cortex_model::NodeId;
 use cortex_proto::v1 as pb;
@@ -153,6 +154,36 @@ impl Link {
                         })
                         .await
                     {
+                        Ok(_) => return Ok(()),
+                        Err(s) => last = format!("{addr}: {}", s.message()),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    /// Publishes this node's self-benchmark summary (to any coordinator; a follower forwards
+    /// the write to the leader).
+    pub async fn publish_bench(&self, node_id: NodeId, bench: &BenchSummary) -> Result<(), String> {
+        match self {
+            Link::Local(api) => api
+                .publish_bench(node_id, bench.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            Link::Remote(remote) => {
+                let bench_json = serde_json::to_string(bench).map_err(|e| e.to_string())?;
+                let mut last = String::from("no coordinator address known");
+                for i in 0..remote.coordinators.len() {
+                    let Some((addr, mut client)) = remote.client(i) else {
+                        continue;
+                    };
+                    let mut req = tonic::Request::new(pb::PublishBenchRequest {
+                        node_id,
+                        bench_json: bench_json.clone(),
+                    });
+                    req.set_timeout(Duration::from_secs(10));
+                    match client.publish_bench(req).await {
                         Ok(_) => return Ok(()),
                         Err(s) => last = format!("{addr}: {}", s.message()),
                     }
