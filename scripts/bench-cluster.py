@@ -27,8 +27,12 @@ def free_port():
     return p
 
 
+CLUSTERS = []  # every cluster started, so an error never leaves nodes running (or stopped)
+
+
 class Cluster:
     def __init__(self, binary, sb, extra_env=(), logs=None, log_level="warn"):
+        CLUSTERS.append(self)
         self.bin, self.sb, self.logs = binary, sb, logs
         if logs:
             os.makedirs(logs, exist_ok=True)
@@ -351,4 +355,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for cluster in CLUSTERS:
+            cluster.stop_all()
