@@ -134,7 +134,14 @@ impl Heartbeat {
                 resources_json: serde_json::to_string(&resources).unwrap_or_default(),
             });
             req.set_timeout(self.interval.max(Duration::from_millis(500)));
-            match CortexClient::new(channel).heartbeat(req).await {
+            let timeout = self.interval.max(Duration::from_millis(500)) * 2;
+            let answer = match tokio::time::timeout(timeout, CortexClient::new(channel).heartbeat(req)).await
+            {
+                Ok(r) => r,
+                // A frozen coordinator accepts the connection and never answers.
+                Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+            };
+            match answer {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     if !resp.coordinators.is_empty() {

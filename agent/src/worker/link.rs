@@ -81,8 +81,7 @@ impl Link {
                             return;
                         }
                         if let Some((addr, mut client)) = remote.client(i) {
-                            match client
-                                .watch_assignments(pb::WatchAssignmentsRequest { node_id })
+                            match bounded(client.watch_assignments(pb::WatchAssignmentsRequest { node_id }))
                                 .await
                             {
                                 Ok(resp) => {
@@ -147,12 +146,11 @@ impl Link {
                     let Some((addr, mut client)) = remote.client(i) else {
                         continue;
                     };
-                    match client
-                        .publish_images(pb::PublishImagesRequest {
-                            node_id,
-                            images: images.clone(),
-                        })
-                        .await
+                    match bounded(client.publish_images(pb::PublishImagesRequest {
+                        node_id,
+                        images: images.clone(),
+                    }))
+                    .await
                     {
                         Ok(_) => return Ok(()),
                         Err(s) => last = format!("{addr}: {}", s.message()),
@@ -183,7 +181,7 @@ impl Link {
                         bench_json: bench_json.clone(),
                     });
                     req.set_timeout(Duration::from_secs(10));
-                    match client.publish_bench(req).await {
+                    match bounded(client.publish_bench(req)).await {
                         Ok(_) => return Ok(()),
                         Err(s) => last = format!("{addr}: {}", s.message()),
                     }
@@ -213,8 +211,7 @@ impl Link {
                     reports_json: json,
                 });
                 req.set_timeout(Duration::from_secs(10));
-                let resp = client
-                    .report_tasks(req)
+                let resp = bounded(client.report_tasks(req))
                     .await
                     .map_err(|s| format!("{addr}: {}", s.message()))?;
                 serde_json::from_str(&resp.into_inner().json).map_err(|e| e.to_string())
@@ -359,5 +356,16 @@ async fn local_report_loop(
                 }
             }
         }
+    }
+}
+
+/// A call to a coordinator, bounded locally: a gRPC deadline alone does not end a call to a
+/// process that accepts the connection but never answers (a frozen coordinator).
+pub async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(Duration::from_secs(10), call).await {
+        Ok(r) => r,
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer within 10 s")),
     }
 }
