@@ -326,6 +326,20 @@ impl Cortex for CortexService {
         Ok(Response::new(token_to_pb(&t)))
     }
 
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Read)
+            .map_err(status)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            token_id: caller.token_id,
+            scope: caller.scope.as_str().to_string(),
+        }))
+    }
+
     async fn heartbeat(
         &self,
         req: Request<pb::HeartbeatRequest>,
