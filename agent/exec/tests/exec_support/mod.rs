@@ -50,7 +50,7 @@ pub fn executors() -> (Executors, tempfile::TempDir) {
     let ex = Executors::new(ExecConfig {
         work_root: dir.path().to_path_buf(),
         podman_socket: None,
-        cgroup_parent: "cortex-test".into(),
+        cgroup_parent: cortex_exec::cgroup::PARENT.into(),
     })
     .expect("executors");
     (ex, dir)
