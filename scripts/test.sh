@@ -15,6 +15,7 @@ usage: scripts/test.sh [--no-install] [-- <extra cargo test args>]
 Environment:
   CI=true            strict mode: tests that lack a capability fail instead of skipping
   CARGO_TARGET_DIR   build cache (CI default: /var/tmp/cortex-target, outside the clone)
+  XDG_CACHE_HOME     where the MCP tests' Python venv lives (default ~/.cache/cortex-test-venv)
 USAGE
 }
 
@@ -42,6 +43,7 @@ packages=(
     nftables          # `nft`: partitions on the test bridge (network-namespace tests)
     podman            # Podman executor tests (REST API via `podman system service`)
     procps            # `kill`, `ps`: the harness signals and inspects cortex processes
+    python3-venv      # MCP tests: a venv for the official Python MCP SDK (`mcp` on PyPI)
     runc              # Podman's runtime here (crun refuses cgroup v1 hybrid)
     systemd-container # `systemd-nspawn`: the nspawn executor
     tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
@@ -66,6 +68,18 @@ if [[ $install == 1 ]]; then
     done
 fi
 
+# The MCP tests (tests/mcp.rs) drive the server with the official Python SDK, from a venv
+# outside the clone; they find it through CORTEX_TEST_PYTHON.
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/cortex-test-venv"
+if [[ $install == 1 ]] && ! "$venv/bin/python" -c 'import mcp, httpx2' 2>/dev/null; then
+    echo "==> python venv with the MCP SDK: $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet 'mcp>=2.3,<3'
+fi
+if [[ -x "$venv/bin/python" ]]; then
+    export CORTEX_TEST_PYTHON="$venv/bin/python"
+fi
+
 if [[ "${CI:-}" == "true" && -z "${CARGO_TARGET_DIR:-}" ]]; then
     export CARGO_TARGET_DIR=/var/tmp/cortex-target
 fi
@@ -77,7 +91,8 @@ echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
-cargo test --workspace --locked "${extra[@]}" 2>&1 | tee /tmp/cortex-test.log
+# --no-fail-fast: one failing binary must not hide the others' results.
+cargo test --workspace --locked --no-fail-fast "${extra[@]}" 2>&1 | tee /tmp/cortex-test.log
 status=${PIPESTATUS[0]}
 
 # One summary line over every test binary.
