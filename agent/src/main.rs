@@ -12,6 +12,7 @@ mod convert;
 mod daemon;
 mod discovery;
 mod exit;
+mod mcp;
 mod selfbench;
 mod worker;
 

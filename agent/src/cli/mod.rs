@@ -5,6 +5,7 @@ mod events;
 mod heartbeats;
 mod image;
 mod loadgen_tasks;
+mod mcp;
 mod node;
 mod output;
 mod pxe;
@@ -100,6 +101,9 @@ pub enum Command {
     },
     /// Measure this machine: CPU FLOPS, GEMM, memory bandwidth, disk, NICs, GPUs.
     Bench(bench::BenchArgs),
+    /// Serve MCP over stdio for AI assistants that spawn a process (Claude Code): a bridge to a
+    /// coordinator's API, so every tool works from this machine. See docs/claude-code.md.
+    Mcp(mcp::McpArgs),
     /// Load generators for benchmarks (see scripts/bench-foundation.sh).
     #[command(hide = true)]
     Loadgen {
@@ -261,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { after, limit, client } => events::run(&client, after, limit, out).await?,
         Command::Pxe { command } => pxe::run(command, out).await?,
         Command::Bench(args) => bench::run(args, out).await?,
+        Command::Mcp(args) => mcp::run(args).await?,
         Command::Run(args) => return run::run(*args, out).await,
         Command::Task { command } => task::run(command, out).await?,
         Command::Image { command } => image::run(command, out).await?,

@@ -1,4 +1,5 @@
-//! The HTTP listener: health, readiness and the read-only JSON API (v1). Handlers only adapt
+//! The HTTP listener: health, readiness, the read-only JSON API (v1) and MCP at `/mcp`
+//! (`crate::mcp::http`). Handlers only adapt
 //! `NodeApi` to HTTP; errors are `{"error": {"code", "message"}}` with a fitting status.
 
 use axum::extract::{Path, State};
@@ -24,7 +25,8 @@ pub fn router(api: NodeApi) -> Router {
 }
 
 pub async fn serve(listener: TcpListener, api: NodeApi, shutdown: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, router(api))
+    let mcp = crate::mcp::http::router(api.clone(), &shutdown);
+    axum::serve(listener, router(api).merge(mcp))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
