@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod config;
 mod coordinators;
+mod mcp;
 mod mtls;
 mod netns;
 mod pxe;

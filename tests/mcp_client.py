@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Drives Cortex's MCP server the way an AI assistant's client does, with the official Python
+SDK (`mcp` on PyPI): over streamable HTTP (`/mcp` on a coordinator) and over stdio
+(`cortex mcp`, the bridge to the coordinator's gRPC API).
+
+Run by tests/mcp.rs against a real `cortex up`; exits non-zero with the failed check on stderr.
+`--bench N` instead times N `tools/call`s of list_nodes and of submit_task over HTTP and
+prints their p50/p99 in milliseconds as JSON.
+"""
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import anyio
+import httpx2
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+READ_TOOLS = {
+    "cluster_status", "list_nodes", "get_node", "list_pending_nodes", "get_task", "list_tasks",
+    "task_logs", "get_workflow", "list_events",
+}
+WRITE_TOOLS = {
+    "approve_node", "reject_node", "drain_node", "submit_task", "run_on_all_nodes", "cancel_task",
+    "submit_workflow",
+}
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def text(result):
+    return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+async def call(session, name, args=None, **kw):
+    """A tool call that must succeed; returns its JSON."""
+    r = await session.call_tool(name, args or {}, **kw)
+    check(not r.is_error, f"{name}({args}) failed: {text(r)}")
+    return json.loads(text(r))
+
+
+async def call_err(session, name, args):
+    """A tool call that must fail with an isError result; returns its text."""
+    r = await session.call_tool(name, args)
+    check(r.is_error, f"{name}({args}) should have failed, got: {text(r)}")
+    return text(r)
+
+
+def http_session(url, token):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+    return client, streamable_http_client(url, http_client=client)
+
+
+async def eventually(what, f, within=15.0):
+    deadline = time.monotonic() + within
+    while True:
+        v = await f()
+        if v:
+            return v
+        check(time.monotonic() < deadline, f"timed out waiting for {what}")
+        await anyio.sleep(0.1)
+
+
+async def exercise(session, label, progress_task):
+    """Everything an operate/admin token can do, checked."""
+    init = await session.initialize()
+    check(init.server_info.name == "cortex", f"{label}: server name {init.server_info.name}")
+    check("wait_seconds" in (init.instructions or ""), f"{label}: instructions {init.instructions!r}")
+
+    tools = (await session.list_tools()).tools
+    names = {t.name for t in tools}
+    check(names == READ_TOOLS | WRITE_TOOLS, f"{label}: tools {sorted(names)}")
+    for t in tools:
+        s = t.input_schema
+        check(s.get("type") == "object" and "properties" in s, f"{label}: {t.name} schema {s}")
+        check(t.description and len(t.description) > 40, f"{label}: {t.name} has no description")
+    submit = next(t for t in tools if t.name == "submit_task")
+    for arg in ("command", "kind", "image", "env", "workdir", "cpu", "memory_mb", "gpus", "pids",
+                "labels", "node", "min_gflops", "fastest", "timeout_seconds", "retries",
+                "retry_exit_codes", "depends_on", "network", "name", "wait_seconds"):
+        check(arg in submit.input_schema["properties"], f"{label}: submit_task lacks {arg}")
+
+    status = await call(session, "cluster_status")
+    check(status.get("leader_id") is not None, f"{label}: status {status}")
+    nodes = await call(session, "list_nodes", {"state": "ready"})
+    check(nodes["total"] >= 1 and nodes["nodes"][0]["cpus"] >= 1, f"{label}: nodes {nodes}")
+    name = nodes["nodes"][0]["name"]
+    node = await call(session, "get_node", {"node": name})
+    check(node["name"] == name and "cert_pem" not in node, f"{label}: node {node}")
+    await call(session, "list_pending_nodes")
+    events = await call(session, "list_events", {"limit": 3})
+    check(0 < len(events["events"]) <= 3, f"{label}: events {events}")
+
+    # Errors a model can act on.
+    e = await call_err(session, "get_node", {"node": name + "x"})
+    check(f"did you mean {name}" in e, f"{label}: unknown node: {e}")
+    e = await call_err(session, "submit_task", {"command": ["true"], "memory": 64})
+    check("`memory`" in e and "memory_mb" in e, f"{label}: misspelt argument: {e}")
+    e = await call_err(session, "submit_task", {"command": []})
+    check("command" in e, f"{label}: empty command: {e}")
+    e = await call_err(session, "get_task", {"task_id": "t000000000000"})
+    check("no task" in e, f"{label}: unknown task: {e}")
+
+    # A task with wait: progress while it runs, then its exit code and output.
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, total, message))
+
+    t = await call(session, "submit_task", {**progress_task, "wait_seconds": 60},
+                   progress_callback=on_progress)
+    check(t["state"] == "succeeded" and t.get("exit_code") == 0, f"{label}: waited task {t}")
+    check("hi" in t["output"], f"{label}: waited task output {t}")
+    if progress_task["command"] != ["echo", "hi"]:
+        check(seen, f"{label}: no progress notification while waiting")
+    logs = await call(session, "task_logs", {"task_id": t["id"]})
+    check("hi\n" in logs["text"] and logs["eof"], f"{label}: logs {logs}")
+    tail = await call(session, "task_logs", {"task_id": t["id"], "tail": 3})
+    check(tail["text"] == "hi\n" and tail["offset"] == logs["size"] - 3, f"{label}: tail {tail}")
+    full = await call(session, "get_task", {"task_id": t["id"]})
+    check(full["spec"]["command"] == progress_task["command"], f"{label}: get_task {full}")
+    listed = await call(session, "list_tasks", {"states": ["succeeded"], "limit": 5})
+    check(any(x["id"] == t["id"] for x in listed["tasks"]), f"{label}: list_tasks {listed}")
+    res = await session.read_resource(f"cortex://tasks/{t['id']}/logs")
+    check("hi" in res.contents[0].text, f"{label}: logs resource {res}")
+    res = await session.read_resource("cortex://cluster")
+    check("leader_id" in res.contents[0].text, f"{label}: cluster resource {res}")
+
+    # A long task, cancelled.
+    s = await call(session, "submit_task", {"command": ["sleep", "100"], "name": "long"})
+    c = await call(session, "cancel_task", {"task_id": s["task_id"], "reason": "mcp test"})
+    check(s["task_id"] in c["cancelled"], f"{label}: cancel {c}")
+
+    async def cancelled():
+        g = await call(session, "get_task", {"task_id": s["task_id"]})
+        return g["state"] == "cancelled"
+
+    await eventually(f"{label}: task cancelled", cancelled)
+
+
+async def read_only(session, label):
+    """A read token: only read tools listed; a write tool answers isError naming the scope."""
+    await session.initialize()
+    names = {t.name for t in (await session.list_tools()).tools}
+    check(names == READ_TOOLS, f"{label}: a read token lists {sorted(names)}")
+    await call(session, "list_nodes")
+    e = await call_err(session, "submit_task", {"command": ["true"]})
+    check("operate" in e, f"{label}: write with a read token: {e}")
+
+
+async def over_http(url, token, read_token):
+    client, transport = http_session(url, token)
+    async with client, transport as (r, w), ClientSession(r, w) as session:
+        await exercise(session, "http", {"command": ["echo", "hi"]})
+    client, transport = http_session(url, read_token)
+    async with client, transport as (r, w), ClientSession(r, w) as session:
+        await read_only(session, "http/read")
+
+
+def stdio_params(args, token_file):
+    return StdioServerParameters(
+        command=args.cortex,
+        args=["mcp", "--server", args.grpc, "--token-file", token_file, "--ca-file", args.ca_file],
+    )
+
+
+async def over_stdio(args):
+    slow = {"command": ["sh", "-c", "sleep 1; echo hi"]}
+    async with stdio_client(stdio_params(args, args.token_file)) as (r, w), ClientSession(r, w) as session:
+        await exercise(session, "stdio", slow)
+    async with stdio_client(stdio_params(args, args.read_token_file)) as (r, w), ClientSession(r, w) as session:
+        await read_only(session, "stdio/read")
+
+
+def raw_post(url, headers):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def guard_checks(url, token):
+    status, headers, body = raw_post(url, {})
+    check(status == 401, f"no token: {status} {body}")
+    check(headers.get("WWW-Authenticate", "").startswith("Bearer"), f"no token: headers {headers}")
+    check("token create" in body, f"no token: {body}")
+    status, _, body = raw_post(url, {"Authorization": "Bearer cxt_nope_nope"})
+    check(status == 401, f"unknown token: {status} {body}")
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _, body = raw_post(url, {**auth, "Host": "evil.example"})
+    check(status == 403 and "Host" in body, f"foreign Host: {status} {body}")
+    status, _, body = raw_post(url, {**auth, "Origin": "http://evil.example"})
+    check(status == 403 and "Origin" in body, f"foreign Origin: {status} {body}")
+    status, _, body = raw_post(url, {**auth, "Host": "localhost:1"})
+    check(status == 200, f"localhost: {status} {body}")
+
+
+async def bench(url, token, n):
+    def pct(xs, p):
+        xs = sorted(xs)
+        return round(xs[min(len(xs) - 1, int(len(xs) * p))] * 1000, 2)
+
+    client, transport = http_session(url, token)
+    out = {}
+    async with client, transport as (r, w), ClientSession(r, w) as session:
+        await session.initialize()
+        for name, args in (("list_nodes", {}), ("submit_task", {"command": ["true"]})):
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = await session.call_tool(name, args)
+                times.append(time.perf_counter() - t0)
+                check(not r.is_error, f"{name}: {text(r)}")
+            out[name] = {"calls": n, "p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
+    print(json.dumps(out))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True, help="http://HOST:PORT/mcp")
+    p.add_argument("--token-file", required=True, help="an operate or admin token")
+    p.add_argument("--read-token-file", help="a read token")
+    p.add_argument("--cortex", help="the cortex binary, for `cortex mcp`")
+    p.add_argument("--grpc", help="the coordinator's gRPC address")
+    p.add_argument("--ca-file", help="the cluster CA certificate")
+    p.add_argument("--bench", type=int, default=0, help="time N calls instead of testing")
+    args = p.parse_args()
+    token = open(args.token_file).read().strip()
+    if args.bench:
+        anyio.run(bench, args.url, token, args.bench)
+        return
+    read_token = open(args.read_token_file).read().strip()
+    t0 = time.monotonic()
+    guard_checks(args.url, token)
+    anyio.run(over_http, args.url, token, read_token)
+    t1 = time.monotonic()
+    anyio.run(over_stdio, args)
+    t2 = time.monotonic()
+    print(f"mcp client: http {t1 - t0:.1f}s, stdio {t2 - t1:.1f}s; all checks passed")
+
+
+def failures(e):
+    """The assertions inside (nested) exception groups, which anyio's task groups raise."""
+    if isinstance(e, AssertionError):
+        return [e]
+    if isinstance(e, BaseExceptionGroup):
+        return [f for x in e.exceptions for f in failures(x)]
+    return []
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as e:
+        found = failures(e)
+        if not found:
+            raise
+        for f in found:
+            print(f"MCP CHECK FAILED: {f}", file=sys.stderr)
+        sys.exit(1)
