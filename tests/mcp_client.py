@@ -4,8 +4,8 @@ SDK (`mcp` on PyPI): over streamable HTTP (`/mcp` on a coordinator) and over std
 (`cortex mcp`, the bridge to the coordinator's gRPC API).
 
 Run by tests/mcp.rs against a real `cortex up`; exits non-zero with the failed check on stderr.
-`--bench N` instead times N `tools/call`s of list_nodes and of submit_task over HTTP and
-prints their p50/p99 in milliseconds as JSON.
+`--bench N` instead times N `tools/call`s of list_nodes and of submit_task over HTTP (and over
+stdio when --cortex is given) and prints their p50/p99 in milliseconds as JSON.
 """
 
 import argparse
@@ -210,23 +210,32 @@ def guard_checks(url, token):
     check(status == 200, f"localhost: {status} {body}")
 
 
-async def bench(url, token, n):
+async def bench_session(session, n):
     def pct(xs, p):
         xs = sorted(xs)
         return round(xs[min(len(xs) - 1, int(len(xs) * p))] * 1000, 2)
 
-    client, transport = http_session(url, token)
+    await session.initialize()
+    out = {}
+    for name, args in (("list_nodes", {}), ("submit_task", {"command": ["true"]})):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = await session.call_tool(name, args)
+            times.append(time.perf_counter() - t0)
+            check(not r.is_error, f"{name}: {text(r)}")
+        out[name] = {"calls": n, "p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
+    return out
+
+
+async def bench(args, token, n):
+    client, transport = http_session(args.url, token)
     out = {}
     async with client, transport as (r, w), ClientSession(r, w) as session:
-        await session.initialize()
-        for name, args in (("list_nodes", {}), ("submit_task", {"command": ["true"]})):
-            times = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                r = await session.call_tool(name, args)
-                times.append(time.perf_counter() - t0)
-                check(not r.is_error, f"{name}: {text(r)}")
-            out[name] = {"calls": n, "p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
+        out["http"] = await bench_session(session, n)
+    if args.cortex:
+        async with stdio_client(stdio_params(args, args.token_file)) as (r, w), ClientSession(r, w) as session:
+            out["stdio"] = await bench_session(session, n)
     print(json.dumps(out))
 
 
@@ -242,7 +251,7 @@ def main():
     args = p.parse_args()
     token = open(args.token_file).read().strip()
     if args.bench:
-        anyio.run(bench, args.url, token, args.bench)
+        anyio.run(bench, args, token, args.bench)
         return
     read_token = open(args.read_token_file).read().strip()
     t0 = time.monotonic()
