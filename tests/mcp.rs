@@ -44,7 +44,9 @@ fn mcp_over_http_and_stdio_with_the_python_sdk() {
     }
     let Some(py) = py else { return };
     let sb = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(sb.path(), &sb.path().join("n1"));
+    let node = Node::start_with(sb.path(), &sb.path().join("n1"), &[], |cmd| {
+        cmd.env("CORTEX_MCP__ALLOWED_HOSTS", "coord.test");
+    });
 
     let minted = node.cli_ok(&[
         "-o", "json", "token", "create", "--kind", "api", "--scope", "read",
@@ -68,6 +70,7 @@ fn mcp_over_http_and_stdio_with_the_python_sdk() {
         .arg(&node.grpc)
         .arg("--ca-file")
         .arg(node.data_dir.join("ca.crt"))
+        .args(["--allowed-host", "coord.test"])
         .stdout(std::fs::File::create(sb.path().join("client.out")).expect("client.out"))
         .stderr(std::fs::File::create(sb.path().join("client.err")).expect("client.err"))
         .spawn()

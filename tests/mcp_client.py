@@ -194,7 +194,7 @@ def raw_post(url, headers):
         return e.code, e.headers, e.read().decode()
 
 
-def guard_checks(url, token):
+def guard_checks(url, token, allowed_host):
     status, headers, body = raw_post(url, {})
     check(status == 401, f"no token: {status} {body}")
     check(headers.get("WWW-Authenticate", "").startswith("Bearer"), f"no token: headers {headers}")
@@ -208,6 +208,9 @@ def guard_checks(url, token):
     check(status == 403 and "Origin" in body, f"foreign Origin: {status} {body}")
     status, _, body = raw_post(url, {**auth, "Host": "localhost:1"})
     check(status == 200, f"localhost: {status} {body}")
+    if allowed_host:
+        status, _, body = raw_post(url, {**auth, "Host": f"{allowed_host.upper()}:7070"})
+        check(status == 200, f"mcp.allowed_hosts {allowed_host}: {status} {body}")
 
 
 async def bench_session(session, n):
@@ -247,6 +250,7 @@ def main():
     p.add_argument("--cortex", help="the cortex binary, for `cortex mcp`")
     p.add_argument("--grpc", help="the coordinator's gRPC address")
     p.add_argument("--ca-file", help="the cluster CA certificate")
+    p.add_argument("--allowed-host", help="a name set in mcp.allowed_hosts (must pass the Host check)")
     p.add_argument("--bench", type=int, default=0, help="time N calls instead of testing")
     args = p.parse_args()
     token = open(args.token_file).read().strip()
@@ -255,7 +259,7 @@ def main():
         return
     read_token = open(args.read_token_file).read().strip()
     t0 = time.monotonic()
-    guard_checks(args.url, token)
+    guard_checks(args.url, token, args.allowed_host)
     anyio.run(over_http, args.url, token, read_token)
     t1 = time.monotonic()
     anyio.run(over_stdio, args)

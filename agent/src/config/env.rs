@@ -126,6 +126,7 @@ mod tests {
             "CORTEX_CLUSTER__HEARTBEAT_INTERVAL_MS"
         );
         assert_eq!(variable(Key::BenchOnStart), "CORTEX_BENCH__ON_START");
+        assert_eq!(variable(Key::McpAllowedHosts), "CORTEX_MCP__ALLOWED_HOSTS");
         assert_eq!(variable(Key::Token), "CORTEX_JOIN_TOKEN");
         assert!(CLIENT_VARS.contains(&"CORTEX_TOKEN"));
         assert!(!CLIENT_VARS.contains(&variable(Key::Token).as_str()));

@@ -85,6 +85,7 @@ impl Merged {
             Key::DownAfterMs => cfg.cluster.down_after_ms = number()?,
             Key::VoterGraceMs => cfg.cluster.voter_grace_ms = number()?,
             Key::BenchOnStart => cfg.bench.on_start = raw.bool().ok_or_else(wrong)?,
+            Key::McpAllowedHosts => cfg.mcp.allowed_hosts = raw.list().map_err(wrong_got)?,
         }
         self.mark(key, origin.clone());
         Ok(())
@@ -150,6 +151,7 @@ fn expected(key: Key) -> &'static str {
         Key::GrpcAddr => "an address like 127.0.0.1:7071",
         Key::NodeName | Key::LogLevel | Key::Token => "a string",
         Key::Join => "a list of HOST:PORT addresses (an array of strings or a comma-separated string)",
+        Key::McpAllowedHosts => "a list of host names (an array of strings or a comma-separated string)",
         Key::Role => "\"coordinator\" or \"worker\"",
         Key::LeaveOnShutdown | Key::BenchOnStart => "true or false",
         Key::HeartbeatIntervalMs

@@ -35,6 +35,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Table `[bench]`.
     pub bench: BenchConfig,
+    /// Table `[mcp]`.
+    pub mcp: McpConfig,
 }
 
 /// Key `role`: what this node does in the cluster.
@@ -99,6 +101,14 @@ pub struct BenchConfig {
     pub on_start: bool,
 }
 
+/// Table `[mcp]`: the MCP endpoint (`/mcp` on the HTTP listener).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpConfig {
+    /// Host names `/mcp` answers to besides IP addresses, `localhost` and the machine's own
+    /// host name (DNS aliases, a reverse proxy's name); lower case, without a port.
+    pub allowed_hosts: Vec<String>,
+}
+
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig { on_start: true }
@@ -151,6 +161,7 @@ impl Config {
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
             bench: BenchConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -171,6 +182,7 @@ impl fmt::Debug for Config {
             raft,
             cluster,
             bench,
+            mcp,
         } = self;
         f.debug_struct("Config")
             .field("data_dir", data_dir)
@@ -185,6 +197,7 @@ impl fmt::Debug for Config {
             .field("raft", raft)
             .field("cluster", cluster)
             .field("bench", bench)
+            .field("mcp", mcp)
             .finish()
     }
 }

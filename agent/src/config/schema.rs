@@ -25,11 +25,12 @@ pub(crate) enum Key {
     DownAfterMs,
     VoterGraceMs,
     BenchOnStart,
+    McpAllowedHosts,
 }
 
 impl Key {
-    /// The number of keys; `BenchOnStart` must stay the last variant.
-    pub(crate) const COUNT: usize = Key::BenchOnStart as usize + 1;
+    /// The number of keys; `McpAllowedHosts` must stay the last variant.
+    pub(crate) const COUNT: usize = Key::McpAllowedHosts as usize + 1;
 
     /// The full dotted key path, as written in messages (`raft.heartbeat_interval_ms`).
     pub(crate) fn path(self) -> &'static str {
@@ -53,6 +54,7 @@ impl Key {
             Key::DownAfterMs => "cluster.down_after_ms",
             Key::VoterGraceMs => "cluster.voter_grace_ms",
             Key::BenchOnStart => "bench.on_start",
+            Key::McpAllowedHosts => "mcp.allowed_hosts",
         }
     }
 
@@ -93,6 +95,8 @@ const CLUSTER: &[(&str, Node)] = &[
 
 const BENCH: &[(&str, Node)] = &[("on_start", Node::Leaf(Key::BenchOnStart))];
 
+const MCP: &[(&str, Node)] = &[("allowed_hosts", Node::Leaf(Key::McpAllowedHosts))];
+
 /// The top-level table.
 pub(crate) const ROOT: &[(&str, Node)] = &[
     ("data_dir", Node::Leaf(Key::DataDir)),
@@ -107,6 +111,7 @@ pub(crate) const ROOT: &[(&str, Node)] = &[
     ("raft", Node::Table(RAFT)),
     ("cluster", Node::Table(CLUSTER)),
     ("bench", Node::Table(BENCH)),
+    ("mcp", Node::Table(MCP)),
 ];
 
 /// The outcome of looking up a dotted key path.
@@ -200,6 +205,7 @@ mod tests {
             Key::DownAfterMs,
             Key::VoterGraceMs,
             Key::BenchOnStart,
+            Key::McpAllowedHosts,
         ];
         assert_eq!(all.len(), Key::COUNT);
         for (i, key) in all.iter().enumerate() {
@@ -224,7 +230,7 @@ mod tests {
             resolve(["nope"], exact),
             Err(
                 "known keys: data_dir, http_addr, grpc_addr, node_name, log_level, join, token, role, \
-                 leave_on_shutdown, raft, cluster, bench"
+                 leave_on_shutdown, raft, cluster, bench, mcp"
                     .to_owned()
             )
         );

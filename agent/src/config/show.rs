@@ -11,7 +11,7 @@ impl Config {
     /// An unset `node_name` or `token` is written as a comment; a non-UTF-8 `data_dir` is converted
     /// lossily.
     pub fn to_toml(&self) -> String {
-        let (raft, cluster, bench) = (&self.raft, &self.cluster, &self.bench);
+        let (raft, cluster, bench, mcp) = (&self.raft, &self.cluster, &self.bench, &self.mcp);
         let mut out = String::new();
         let _ = writeln!(out, "data_dir = {}", quote(&self.data_dir.to_string_lossy()));
         let _ = writeln!(out, "http_addr = {}", quote(&self.http_addr.to_string()));
@@ -44,6 +44,9 @@ impl Config {
         let _ = writeln!(out, "suspect_after_ms = {}", cluster.suspect_after_ms);
         let _ = writeln!(out, "down_after_ms = {}", cluster.down_after_ms);
         let _ = writeln!(out, "voter_grace_ms = {}", cluster.voter_grace_ms);
+        out.push_str("\n[mcp]\n");
+        let hosts: Vec<String> = mcp.allowed_hosts.iter().map(|h| quote(h)).collect();
+        let _ = writeln!(out, "allowed_hosts = [{}]", hosts.join(", "));
         out.push_str("\n[bench]\n");
         let _ = writeln!(out, "on_start = {}", bench.on_start);
         out
@@ -88,6 +91,9 @@ mod tests {
              suspect_after_ms = 2000\n\
              down_after_ms = 5000\n\
              voter_grace_ms = 30000\n\
+             \n\
+             [mcp]\n\
+             allowed_hosts = []\n\
              \n\
              [bench]\n\
              on_start = true\n"

@@ -35,6 +35,9 @@ pub(crate) fn validate(merged: &Merged) -> Result<(), ConfigError> {
     for addr in &cfg.join {
         check_join_addr(addr).map_err(|reason| invalid(Key::Join, format!("{addr:?}"), reason))?;
     }
+    for host in &cfg.mcp.allowed_hosts {
+        check_host_name(host).map_err(|reason| invalid(Key::McpAllowedHosts, format!("{host:?}"), reason))?;
+    }
     if let Some(token) = &cfg.token {
         // The value is a secret: the message shows neither it nor which rule it breaks.
         check_token(token).map_err(|reason| invalid(Key::Token, REDACTED.to_owned(), reason))?;
@@ -111,6 +114,31 @@ pub(crate) fn validate(merged: &Merged) -> Result<(), ConfigError> {
 
 /// `HOST:PORT`, where HOST is an IPv4 address, a host name or an IPv6 address in brackets and
 /// PORT is 1 to 65535.
+/// A name `/mcp` may be addressed by (`mcp.allowed_hosts`): a DNS name, without port or scheme.
+fn check_host_name(h: &str) -> Result<(), String> {
+    let example = "e.g. coord.lan";
+    if h.contains("://") {
+        return Err(format!("a URL, not a host name ({example})"));
+    }
+    if h.contains(':') || h.starts_with('[') {
+        return Err(format!(
+            "a host name without a port ({example}); IP addresses are always allowed"
+        ));
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if h.is_empty() || h.len() > 253 || !h.split('.').all(label_ok) {
+        return Err(format!(
+            "expected a DNS name: letters, digits and '-' between dots ({example})"
+        ));
+    }
+    Ok(())
+}
+
 fn check_join_addr(addr: &str) -> Result<(), String> {
     let expected = "expected HOST:PORT, e.g. 10.0.0.1:7071";
     if addr.is_empty() {

@@ -24,8 +24,14 @@ pub fn router(api: NodeApi) -> Router {
         .with_state(api)
 }
 
-pub async fn serve(listener: TcpListener, api: NodeApi, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mcp = crate::mcp::http::router(api.clone(), &shutdown);
+/// `mcp_hosts`: the configured `mcp.allowed_hosts`.
+pub async fn serve(
+    listener: TcpListener,
+    api: NodeApi,
+    mcp_hosts: Vec<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mcp = crate::mcp::http::router(api.clone(), mcp_hosts, &shutdown);
     axum::serve(listener, router(api).merge(mcp))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

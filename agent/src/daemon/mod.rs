@@ -157,7 +157,12 @@ async fn serve(
         raft.clone(),
         shutdown.token(),
     ));
-    let http_task = tokio::spawn(http::serve(http_listener, api.clone(), shutdown.token()));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        api.clone(),
+        config.mcp.allowed_hosts.clone(),
+        shutdown.token(),
+    ));
 
     let boot = bootstrap::run(
         mode == Mode::Joined,

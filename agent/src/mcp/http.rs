@@ -3,7 +3,7 @@
 //! browsers) and the bearer token. A request that passes carries its `Caller` to the tools.
 //!
 //! Host rule: an IP address (a rebinding attack always sends the attacker's own name, never an
-//! address), `localhost`, or this machine's host name. Origin rule: absent (not a browser), or
+//! address), `localhost`, this machine's host name, or a name in `mcp.allowed_hosts`. Origin rule: absent (not a browser), or
 //! the very origin the request is addressed to (a page served by this coordinator).
 
 use std::net::IpAddr;
@@ -31,10 +31,12 @@ struct Guard {
 
 /// The `/mcp` route. Sessions end when `shutdown` fires, so open event streams do not hold
 /// the listener's graceful shutdown.
-pub fn router(api: NodeApi, shutdown: &CancellationToken) -> Router {
+pub fn router(api: NodeApi, allowed_hosts: Vec<String>, shutdown: &CancellationToken) -> Router {
+    let mut names = own_names();
+    names.extend(allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
     let guard = Arc::new(Guard {
         api: api.clone(),
-        names: own_names(),
+        names,
     });
     // rmcp's own Host check allows only loopback names; the guard applies the rule above.
     let config = StreamableHttpServerConfig::default()
@@ -140,7 +142,8 @@ async fn check(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             format!(
-                "Host {:?} is not a name of this coordinator; use its IP address or one of: {}",
+                "Host {:?} is not a name of this coordinator; use its IP address or one of: {} \
+                 (more with the mcp.allowed_hosts setting)",
                 host.0,
                 g.names.join(", ")
             ),

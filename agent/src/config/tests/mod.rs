@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod mcp;
 mod overrides;
 mod precedence;
 mod rejections;
