@@ -127,9 +127,19 @@ def main():
             if r.returncode != 0:
                 print(f"  podman: image import failed, skipped: {r.stderr.strip()}")
             else:
+                # The node publishes its images within seconds; a submission before that is refused.
+                for _ in range(300):
+                    nodes = json.loads(c.cli("-o", "json", "node", "list").stdout)["nodes"]
+                    if any("localhost/cortex-bench:1" in n.get("images", []) for n in nodes):
+                        break
+                    time.sleep(0.1)
                 n = max(10, a.count // 10)
-                conf = os.path.join(sb, "c1", "exec", "podman", "containers.conf")
-                env = dict(os.environ, CONTAINERS_CONF=conf) if os.path.exists(conf) else dict(os.environ)
+                # The same configuration and image store the node's podman service uses.
+                pdir = os.path.join(sb, "c1", "exec", "podman")
+                env = dict(os.environ)
+                for var, name in [("CONTAINERS_CONF", "containers.conf"), ("CONTAINERS_STORAGE_CONF", "storage.conf")]:
+                    if os.path.exists(os.path.join(pdir, name)):
+                        env[var] = os.path.join(pdir, name)
                 t0 = time.time()
                 lat = []
                 for _ in range(n):
