@@ -64,6 +64,14 @@ pub fn gflops(node: &NodeRecord) -> Option<f64> {
         .filter(|g| *g > 0.0)
 }
 
+/// The measured memory bandwidth (STREAM triad, GB/s) of a node, if it has been benchmarked.
+pub fn mem_bw(node: &NodeRecord) -> Option<f64> {
+    node.bench
+        .as_ref()
+        .map(|b| b.memory_triad_gbps)
+        .filter(|g| *g > 0.0)
+}
+
 /// The ids of the `n` fastest ready nodes (measured), fastest first.
 pub fn fastest_nodes(state: &ClusterState, n: u32) -> Vec<NodeId> {
     let mut v: Vec<(f64, NodeId)> = state
@@ -119,6 +127,13 @@ fn static_fit(state: &ClusterState, spec: &TaskSpec, node: &NodeRecord) -> Resul
             Some(g) if g >= min => {}
             Some(g) => return Err(format!("node {} measured {g:.1} GFLOP/s < {min}", node.name)),
             None => return Err(format!("node {} has no benchmark yet", node.name)),
+        }
+    }
+    if let Some(min) = c.min_mem_bw {
+        match mem_bw(node) {
+            Some(b) if b >= min => {}
+            Some(b) => return Err(format!("node {} measured {b:.1} GB/s triad < {min}", node.name)),
+            None => return Err(format!("node {} has no memory-bandwidth figure yet", node.name)),
         }
     }
     if let Some(n) = c.fastest {
@@ -246,6 +261,13 @@ pub fn feasible_anywhere(state: &ClusterState, spec: &TaskSpec) -> Result<(), St
         if !joined.iter().any(|n| gflops(n).is_some_and(|g| g >= min)) {
             return Err(format!(
                 "constraints.min_gflops: no node has measured {min} GFLOP/s"
+            ));
+        }
+    }
+    if let Some(min) = spec.constraints.min_mem_bw {
+        if !joined.iter().any(|n| mem_bw(n).is_some_and(|b| b >= min)) {
+            return Err(format!(
+                "constraints.min_mem_bw: no node has measured {min} GB/s of memory bandwidth (STREAM triad)"
             ));
         }
     }

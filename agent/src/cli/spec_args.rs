@@ -36,6 +36,9 @@ pub struct SpecArgs {
     /// Only nodes that measured at least this many f64 GFLOP/s (all cores).
     #[arg(long, value_name = "GFLOPS")]
     pub min_gflops: Option<f64>,
+    /// Only nodes that measured at least this memory bandwidth (STREAM triad, GB/s).
+    #[arg(long, value_name = "GBPS")]
+    pub min_mem_bw: Option<f64>,
     /// Only the N fastest nodes (measured).
     #[arg(long, value_name = "N")]
     pub fastest: Option<u32>,
@@ -156,6 +159,7 @@ impl SpecArgs {
         spec.constraints.labels = labels;
         spec.constraints.node = self.node.clone();
         spec.constraints.min_gflops = self.min_gflops;
+        spec.constraints.min_mem_bw = self.min_mem_bw;
         spec.constraints.fastest = self.fastest;
         if let Some(t) = &self.timeout {
             spec.timeout_ms = Some(parse_duration_ms("--timeout", t)?);

@@ -77,6 +77,9 @@ pub struct TaskArgs {
     /// Only nodes that measured at least this many f64 GFLOP/s on all cores.
     #[serde(default)]
     pub min_gflops: Option<f64>,
+    /// Only nodes that measured at least this memory bandwidth (STREAM triad), in GB/s.
+    #[serde(default)]
+    pub min_mem_bw: Option<f64>,
     /// Only the N fastest ready nodes (measured GFLOP/s).
     #[serde(default)]
     pub fastest: Option<u32>,
@@ -358,6 +361,7 @@ impl TaskArgs {
                 labels: self.labels,
                 node: self.node,
                 min_gflops: self.min_gflops,
+                min_mem_bw: self.min_mem_bw,
                 fastest: self.fastest,
                 spread_group: false,
             },

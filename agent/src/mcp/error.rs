@@ -24,7 +24,7 @@ pub struct ToolError {
 pub type ToolResult<T> = Result<T, ToolError>;
 
 /// Task-spec paths in the API's messages, and the tool arguments that set them.
-const ARGUMENT_NAMES: [(&str, &str); 12] = [
+const ARGUMENT_NAMES: [(&str, &str); 13] = [
     ("resources.cpu_millis", "cpu"),
     ("resources.memory_bytes", "memory_mb"),
     ("resources.gpus", "gpus"),
@@ -32,6 +32,7 @@ const ARGUMENT_NAMES: [(&str, &str); 12] = [
     ("constraints.labels", "labels"),
     ("constraints.node", "node"),
     ("constraints.min_gflops", "min_gflops"),
+    ("constraints.min_mem_bw", "min_mem_bw"),
     ("constraints.fastest", "fastest"),
     ("retry.max_attempts", "retries"),
     ("retry.retry_exit_codes", "retry_exit_codes"),

@@ -79,6 +79,9 @@ pub struct Constraints {
     /// Minimum measured all-core f64 GFLOP/s (the self-benchmark).
     #[serde(default)]
     pub min_gflops: Option<f64>,
+    /// Minimum measured memory bandwidth (STREAM triad, GB/s).
+    #[serde(default)]
+    pub min_mem_bw: Option<f64>,
     /// Only the N fastest ready nodes (by measured all-core f64 GFLOP/s).
     #[serde(default)]
     pub fastest: Option<u32>,

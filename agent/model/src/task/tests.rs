@@ -360,3 +360,34 @@ fn placements_proposed_with_a_submission_are_applied_and_rechecked() {
     // The second does not fit: refused in apply, left to the scheduler.
     assert_eq!(s.tasks["other"].state, TaskState::Pending);
 }
+
+#[test]
+fn measured_figures_constrain_placement() {
+    let mut s = cluster(&[(1, 2), (2, 2)]);
+    for (id, gflops, bw) in [(1, 50.0, 10.0), (2, 80.0, 30.0)] {
+        s.apply(&Command::SetNodeBench {
+            node_id: id,
+            bench: crate::node::BenchSummary {
+                cpu_f64_gflops_all: gflops,
+                memory_triad_gbps: bw,
+                ..Default::default()
+            },
+            at_ms: 2,
+        });
+    }
+    let mut bw = task("bw", &[]);
+    bw.spec.constraints.min_mem_bw = Some(20.0);
+    let mut fast = task("fast", &[]);
+    fast.spec.constraints.fastest = Some(1);
+    submit(&mut s, vec![bw, fast]);
+    let placed: BTreeMap<String, u64> = place_all(&mut s, 20)
+        .into_iter()
+        .map(|p| (p.task_id, p.node_id))
+        .collect();
+    assert_eq!(placed["bw"], 2);
+    assert_eq!(placed["fast"], 2);
+    let mut impossible = task("x", &[]);
+    impossible.spec.constraints.min_mem_bw = Some(100.0);
+    let err = crate::placement::feasible_anywhere(&s, &impossible.spec).unwrap_err();
+    assert!(err.starts_with("constraints.min_mem_bw"), "{err}");
+}

@@ -152,6 +152,14 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), FieldError> {
             return Err(err("constraints.node", "must be a node id or name"));
         }
     }
+    if let Some(g) = c.min_mem_bw {
+        if !g.is_finite() || g < 0.0 {
+            return Err(err(
+                "constraints.min_mem_bw",
+                "must be a non-negative number (GB/s)",
+            ));
+        }
+    }
     if let Some(g) = c.min_gflops {
         if !g.is_finite() || g < 0.0 {
             return Err(err("constraints.min_gflops", "must be a non-negative number"));
