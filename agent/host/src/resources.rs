@@ -10,6 +10,8 @@ use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
 /// When the OS cannot be sampled, figures are zero (never made up).
 pub struct Sampler {
     sys: Option<System>,
+    /// NVML, loaded once; `None` where there is no NVIDIA driver (the common case).
+    nvml: Option<nvml_wrapper::Nvml>,
 }
 
 impl Default for Sampler {
@@ -20,7 +22,10 @@ impl Default for Sampler {
                 .with_memory(MemoryRefreshKind::nothing().with_ram()),
         )
         .ok();
-        Sampler { sys }
+        Sampler {
+            sys,
+            nvml: nvml_wrapper::Nvml::init().ok(),
+        }
     }
 }
 
@@ -39,9 +44,22 @@ impl Sampler {
             cpu_usage_percent: cpu,
             memory_available_bytes: mem,
             disk_free_bytes: disk_free(data_dir),
-            // NVML utilisation comes with the GPU scheduling work; without NVIDIA GPUs it is empty.
-            gpu_utilization_percent: Vec::new(),
+            gpu_utilization_percent: self.gpu_utilization(),
         }
+    }
+
+    /// Per-GPU utilisation (percent of time a kernel ran over NVML's last sample period), in
+    /// device order; empty without NVIDIA GPUs. A device that cannot report is skipped, never
+    /// reported as 0.
+    fn gpu_utilization(&self) -> Vec<u32> {
+        let Some(nvml) = &self.nvml else {
+            return Vec::new();
+        };
+        let count = nvml.device_count().unwrap_or(0);
+        (0..count)
+            .filter_map(|i| nvml.device_by_index(i).ok()?.utilization_rates().ok())
+            .map(|u| u.gpu)
+            .collect()
     }
 }
 

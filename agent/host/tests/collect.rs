@@ -61,3 +61,22 @@ fn collect_works_outside_a_tokio_runtime() {
         inventory.warnings
     );
 }
+
+/// Live resources are real figures; without an NVIDIA driver (these machines) the GPU
+/// utilisation list is empty — the NVML path is taken and fails cleanly, nothing is made up.
+#[test]
+fn live_resources_are_sampled_and_gpu_utilisation_is_empty_without_nvidia() {
+    let mut s = cortex_host::resources::Sampler::default();
+    let first = s.sample(std::path::Path::new("/"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = s.sample(std::path::Path::new("/"));
+    assert!(r.memory_available_bytes > 0, "{r:?}");
+    assert!(r.disk_free_bytes > 0, "{r:?}");
+    assert!((0.0..=100.0).contains(&r.cpu_usage_percent), "{r:?}");
+    let has_nvidia = std::path::Path::new("/proc/driver/nvidia").exists();
+    if !has_nvidia {
+        assert!(first.gpu_utilization_percent.is_empty() && r.gpu_utilization_percent.is_empty());
+    } else {
+        assert!(r.gpu_utilization_percent.iter().all(|u| *u <= 100));
+    }
+}
