@@ -147,7 +147,7 @@ impl Worker {
                     self.reconcile(set, &mut running, &mut finished, &report_tx);
                 }
                 None => {
-                    if !running.is_empty() && self.contact.since_contact() > self.fence_after {
+                    if !running.is_empty() && self.since_contact() > self.fence_after {
                         tracing::warn!(
                             attempts = running.len(),
                             "no coordinator reachable for {:?}: killing every attempt on this node (self-fencing)",
@@ -166,6 +166,24 @@ impl Worker {
         for (_, r) in running {
             let _ = tokio::time::timeout(Duration::from_secs(3), r.handle).await;
         }
+    }
+
+    /// How long since this node last knew it was part of the cluster: its heartbeats'
+    /// acknowledgement, or, on a coordinator that leads a multi-voter cluster (whose heartbeats
+    /// go to itself), the time since a quorum last acknowledged its leadership — so a leader
+    /// cut off in a minority fences itself like any other node.
+    fn since_contact(&self) -> Duration {
+        let beats = self.contact.since_contact();
+        if let Link::Local(api) = &self.link {
+            let m = api.raft().metrics().borrow().clone();
+            let voters = m.membership_config.membership().voter_ids().count();
+            if m.current_leader == Some(self.node_id) && voters > 1 {
+                if let Some(ms) = m.millis_since_quorum_ack {
+                    return Duration::from_millis(ms);
+                }
+            }
+        }
+        beats
     }
 
     fn reconcile(
