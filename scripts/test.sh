@@ -92,8 +92,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 # --no-fail-fast: one failing binary must not hide the others' results.
+set +e  # a failing run must still print the summary below
 cargo test --workspace --locked --no-fail-fast "${extra[@]}" 2>&1 | tee /tmp/cortex-test.log
 status=${PIPESTATUS[0]}
+set -e
 
 # One summary line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
