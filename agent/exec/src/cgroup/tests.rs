@@ -142,7 +142,12 @@ async fn every_kill_method_empties_a_forking_group() {
         for dir in cg.dirs() {
             std::fs::write(dir.join("cgroup.procs"), &pid).expect("join");
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Wait (bounded) for the loop to be forking: a busy machine can delay it well past
+        // its 200 ms start.
+        let waiting = std::time::Instant::now();
+        while cg.pids().len() <= 5 && waiting.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(cg.pids().len() > 5, "{what}: the fork loop is not running");
         let reaper = tokio::spawn(async move { shell.wait().await });
         let method = method(&cg);
