@@ -466,57 +466,6 @@ async fn imported_images_are_listed_and_bad_tarballs_refused() {
     );
 }
 
-/// Start→exit of `true` through the executor vs `podman run --rm --network none` with the same
-/// containers.conf and store: medians of 10 each. `cargo test -p cortex-exec --test
-/// podman_executor -- --ignored --nocapture start_to_exit`
-#[tokio::test]
-#[ignore = "a measurement, not a check"]
-async fn start_to_exit_of_true_executor_vs_podman_run() {
-    let Some(f) = fixture().await else { return };
-    const N: usize = 10;
-    let mut executor = Vec::new();
-    for i in 0..N {
-        let mut s = spec(&format!("bench-{i}"), "true");
-        s.command = vec!["true".into()];
-        let began = Instant::now();
-        let r = run(f, s).await;
-        executor.push(began.elapsed());
-        assert_eq!(r.exit.expect("ran").code, Some(0));
-    }
-    let conf = f.work_root.join("podman");
-    let mut cli = Vec::new();
-    for _ in 0..N {
-        let began = Instant::now();
-        let status = Command::new("podman")
-            .env("CONTAINERS_CONF", conf.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
-            .args(["run", "--rm", "--network", "none", IMAGE, "true"])
-            .status()
-            .expect("podman run");
-        cli.push(began.elapsed());
-        assert!(status.success());
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
-    };
-    let (e, c) = (median(executor.clone()), median(cli.clone()));
-    eprintln!(
-        "executor runs (ms): {:?}",
-        executor.iter().map(Duration::as_millis).collect::<Vec<_>>()
-    );
-    eprintln!(
-        "podman run (ms):    {:?}",
-        cli.iter().map(Duration::as_millis).collect::<Vec<_>>()
-    );
-    eprintln!(
-        "median start→exit of `true`: executor {} ms, podman run --rm {} ms ({:.2}x)",
-        e.as_millis(),
-        c.as_millis(),
-        e.as_secs_f64() / c.as_secs_f64()
-    );
-}
-
 #[tokio::test]
 async fn a_service_given_by_socket_is_used_as_is() {
     let Some(f) = fixture().await else { return };

@@ -154,12 +154,6 @@ fn static_fit(state: &ClusterState, spec: &TaskSpec, node: &NodeRecord) -> Resul
     Ok(())
 }
 
-/// Does the node have room now, after its current reservations?
-pub fn fits(state: &ClusterState, task: &TaskRecord, node: &NodeRecord) -> Result<(), String> {
-    let used = usage(state).get(&node.id).copied().unwrap_or_default();
-    fits_with(node, &task.spec, used)
-}
-
 /// Does the node have room for `spec` on top of `used`?
 pub fn fits_with(node: &NodeRecord, spec: &TaskSpec, used: Amount) -> Result<(), String> {
     let cap = capacity(node);

@@ -260,7 +260,8 @@ impl NodeApi {
                             })
                             .collect()
                     }
-                    Fanout::None => unreachable_fanout(),
+                    // Not reached: this branch runs only for a fan-out.
+                    Fanout::None => Vec::new(),
                 };
                 let out = Submitted {
                     task_ids: copies.iter().map(|t| t.id.clone()).collect(),
@@ -325,25 +326,7 @@ impl NodeApi {
         let records: Vec<TaskRecord> = tasks
             .iter()
             .filter(|t| t.depends_on.is_empty())
-            .map(|t| TaskRecord {
-                id: t.id.clone(),
-                spec: t.spec.clone(),
-                state: TaskState::Pending,
-                workflow: t.workflow.clone(),
-                group: t.group.clone(),
-                depends_on: Vec::new(),
-                attempt: 0,
-                node_id: None,
-                attempts: Vec::new(),
-                exit_code: None,
-                error: None,
-                dead: false,
-                not_before_ms: 0,
-                created_at_ms: at_ms,
-                updated_at_ms: at_ms,
-                finished_at_ms: None,
-                submitted_by: None,
-            })
+            .map(|t| TaskRecord::pending(t, at_ms, None))
             .collect();
         if records.is_empty() {
             return Vec::new();
@@ -611,10 +594,6 @@ impl NodeApi {
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.sm.subscribe()
     }
-}
-
-fn unreachable_fanout() -> Vec<NewTask> {
-    Vec::new()
 }
 
 fn task_not_found<'a>(id: &str, known: impl Iterator<Item = &'a String>) -> ApiError {

@@ -246,16 +246,7 @@ pub async fn report_loop(
             match link.report(node_id, batch.clone(), failures).await {
                 Ok(refused) => {
                     failures = 0;
-                    if !refused.is_empty() {
-                        tracing::info!(
-                            "the cluster refused reports for {} stale attempt(s) (re-assigned or cancelled): {:?}",
-                            refused.len(),
-                            refused
-                        );
-                    }
-                    for s in refused {
-                        let _ = stale.send(s);
-                    }
+                    pass_on_refused(refused, &stale);
                     break;
                 }
                 Err(e) => {
@@ -330,18 +321,7 @@ async fn local_report_loop(
             done = async { (&mut inflight.front_mut().expect("guarded by the condition").1).await }, if !inflight.is_empty() => {
                 let Some((batch, _)) = inflight.pop_front() else { continue };
                 match done {
-                    Ok(Ok(Outcome::Reports { stale: refused })) => {
-                        if !refused.is_empty() {
-                            tracing::info!(
-                                "the cluster refused reports for {} stale attempt(s) (re-assigned or cancelled): {:?}",
-                                refused.len(),
-                                refused
-                            );
-                        }
-                        for s in refused {
-                            let _ = stale.send(s);
-                        }
-                    }
+                    Ok(Ok(Outcome::Reports { stale: refused })) => pass_on_refused(refused, &stale),
                     Ok(Ok(other)) => tracing::warn!("unexpected outcome for reports: {other:?}"),
                     Ok(Err(e)) => {
                         tracing::debug!(reports = batch.len(), "reporting failed (will retry): {e}");
@@ -367,5 +347,20 @@ pub async fn bounded<T>(
     match tokio::time::timeout(Duration::from_secs(10), call).await {
         Ok(r) => r,
         Err(_) => Err(tonic::Status::deadline_exceeded("no answer within 10 s")),
+    }
+}
+
+/// Hands the attempts the cluster refused reports for (re-assigned or cancelled) to the worker,
+/// which kills them.
+fn pass_on_refused(refused: Vec<(String, u32)>, stale: &mpsc::UnboundedSender<(String, u32)>) {
+    if !refused.is_empty() {
+        tracing::info!(
+            "the cluster refused reports for {} stale attempt(s) (re-assigned or cancelled): {:?}",
+            refused.len(),
+            refused
+        );
+    }
+    for s in refused {
+        let _ = stale.send(s);
     }
 }

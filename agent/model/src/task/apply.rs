@@ -56,26 +56,8 @@ impl ClusterState {
             return rejected(format!("depends_on: a cycle: {}", cycle.join(" → ")));
         }
         for t in tasks {
-            let record = TaskRecord {
-                id: t.id.clone(),
-                spec: t.spec.clone(),
-                state: TaskState::Pending,
-                workflow: t.workflow.clone(),
-                group: t.group.clone(),
-                depends_on: t.depends_on.clone(),
-                attempt: 0,
-                node_id: None,
-                attempts: Vec::new(),
-                exit_code: None,
-                error: None,
-                dead: false,
-                not_before_ms: 0,
-                created_at_ms: at_ms,
-                updated_at_ms: at_ms,
-                finished_at_ms: None,
-                submitted_by: submitted_by.map(str::to_string),
-            };
-            self.tasks.insert(t.id.clone(), record);
+            self.tasks
+                .insert(t.id.clone(), TaskRecord::pending(t, at_ms, submitted_by));
         }
         if let Some(w) = workflow {
             let mut w = w.clone();

@@ -171,6 +171,29 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// The record a submitted task starts as: pending, never placed.
+    pub fn pending(t: &NewTask, at_ms: UnixMillis, submitted_by: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            id: t.id.clone(),
+            spec: t.spec.clone(),
+            state: TaskState::Pending,
+            workflow: t.workflow.clone(),
+            group: t.group.clone(),
+            depends_on: t.depends_on.clone(),
+            attempt: 0,
+            node_id: None,
+            attempts: Vec::new(),
+            exit_code: None,
+            error: None,
+            dead: false,
+            not_before_ms: 0,
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            finished_at_ms: None,
+            submitted_by: submitted_by.map(str::to_string),
+        }
+    }
+
     /// A short human label: the name if it has one, else the id.
     pub fn label(&self) -> &str {
         self.spec.name.as_deref().unwrap_or(&self.id)
