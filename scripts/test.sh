@@ -16,6 +16,7 @@ Environment:
   CI=true            strict mode: tests that lack a capability fail instead of skipping
   CARGO_TARGET_DIR   build cache (CI default: /var/tmp/cortex-target, outside the clone)
   XDG_CACHE_HOME     where the MCP tests' Python venv lives (default ~/.cache/cortex-test-venv)
+                     and the browser test's playwright-core (~/.cache/cortex-test-browser)
 USAGE
 }
 
@@ -37,13 +38,21 @@ cd "$(dirname "$0")/.."
 packages=(
     busybox-static    # workload tests: a 2 MB rootfs for nspawn and Podman
     ca-certificates   # cargo fetches crates over TLS
+    chromium          # status page test: headless Chromium driven by playwright-core (tests/browser)
     curl              # PXE tests: HTTP Range requests and a second TFTP client (tftp://)
-    iproute2          # `ip netns`: multi-host cluster tests, each node in its own namespace
+    e2fsprogs         # image tests: mkfs.ext4 -L cortex-data for the appliance's persistent data disk
+    iproute2          # `ip netns`: multi-host cluster tests, each node in its own namespace; `tc` shapes their link (tests/bench_net.rs)
+    iperf3            # tests/bench_net.rs: the reference figure over the same shaped link as `cortex bench net`
     ipxe              # PXE tests: Debian's undionly.kpxe / ipxe.efi / snponly.efi, served by default
     nftables          # `nft`: partitions on the test bridge (network-namespace tests)
+    openssh-client    # image tests: ssh-keygen + ssh into the appliance with a key given at boot
+    ovmf              # image tests: UEFI firmware for booting the disk image in qemu
     podman            # Podman executor tests (REST API via `podman system service`)
     procps            # `kill`, `ps`: the harness signals and inspects cortex processes
+    prometheus        # `promtool check metrics` on a coordinator's /metrics (tests/metrics.rs)
     python3-venv      # MCP tests: a venv for the official Python MCP SDK (`mcp` on PyPI)
+    qemu-system-x86   # image tests: the appliance boots in qemu (TCG) and joins a coordinator
+    qemu-utils        # image tests: qemu-img overlays over the disk image
     runc              # Podman's runtime here (crun refuses cgroup v1 hybrid)
     systemd-container # `systemd-nspawn`: the nspawn executor
     tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
@@ -80,6 +89,29 @@ if [[ -x "$venv/bin/python" ]]; then
     export CORTEX_TEST_PYTHON="$venv/bin/python"
 fi
 
+# The status page's browser test (tests/status_page.rs) drives Debian's chromium with
+# playwright-core from npm, installed outside the clone (never a downloaded browser). Node.js
+# comes from apt only when the machine has none (Debian's is 18; playwright-core 1.56 needs 18+).
+browser="${XDG_CACHE_HOME:-$HOME/.cache}/cortex-test-browser"
+if [[ $install == 1 ]]; then
+    if ! command -v npm >/dev/null; then
+        echo "==> installing: nodejs npm"
+        if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    if ! cmp -s tests/browser/package-lock.json "$browser/package-lock.json" \
+        || [[ ! -f "$browser/node_modules/playwright-core/package.json" ]]; then
+        echo "==> playwright-core for the browser test: $browser"
+        mkdir -p "$browser"
+        cp tests/browser/package.json tests/browser/package-lock.json "$browser/"
+        (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    fi
+fi
+if [[ -d "$browser/node_modules" ]]; then
+    export CORTEX_TEST_NODE_MODULES="$browser/node_modules"
+fi
+
 if [[ "${CI:-}" == "true" && -z "${CARGO_TARGET_DIR:-}" ]]; then
     export CARGO_TARGET_DIR=/var/tmp/cortex-target
 fi
@@ -89,6 +121,14 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The appliance image for tests/image.rs (real qemu boots): built once here (release binary,
+# mkosi 24.3 from bookworm-backports; see docs/image.md), reused by every boot test.
+echo "==> appliance image: scripts/build-image.sh"
+image_args=()
+[[ $install == 1 ]] || image_args+=(--no-install)
+scripts/build-image.sh "${image_args[@]}"
+export CORTEX_IMAGE_DIR="$PWD/out"
 
 echo "==> cargo test"
 # --no-fail-fast: one failing binary must not hide the others' results.

@@ -1,7 +1,10 @@
 //! MCP as an AI assistant's client sees it: the official Python SDK (`tests/mcp_client.py`)
 //! against a real `cortex up`, over streamable HTTP (`/mcp`) and over stdio (`cortex mcp`, the
 //! gRPC bridge). The Python side checks tools and schemas, read tools, errors, a task run with
-//! a wait and progress, its logs, a cancel, a read token refused write tools, and 401 / 403.
+//! a wait and progress, its logs, a cancel, drain/undrain, a read token refused write tools, and
+//! 401 / 403; then, with two machines asking to join, approves one (matching the verification
+//! code it printed) and rejects the other, runs a task on every node, runs a workflow, reads
+//! the node and task resources, and checks that every tool was called.
 //!
 //! The Python comes from `CORTEX_TEST_PYTHON` (scripts/test.sh makes a venv with `mcp` and sets
 //! it), else the venv at `${XDG_CACHE_HOME:-~/.cache}/cortex-test-venv`.
@@ -12,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{capable, is_root, Node};
 
-/// A Python that can `import mcp`, if there is one.
-fn python() -> Option<PathBuf> {
+/// A Python that can `import mcp`, if there is one (also used by `refusals.rs`).
+pub fn python() -> Option<PathBuf> {
     let candidate = match std::env::var_os("CORTEX_TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => {
@@ -55,6 +58,23 @@ fn mcp_over_http_and_stdio_with_the_python_sdk() {
     let read_token = sb.path().join("read.token");
     std::fs::write(&read_token, minted["secret"].as_str().expect("secret")).expect("write token");
 
+    // Two machines ask to join (no auto-approve): the client approves one and rejects the other.
+    let join = crate::cluster::join_token(&node, &[]);
+    let mut pending = Vec::new();
+    let mut agents = Vec::new();
+    for name in ["mcp-a", "mcp-b"] {
+        let agent = crate::harness::Agent::start(
+            sb.path(),
+            &sb.path().join(name),
+            &["--token", &join, "--node-name", name],
+        );
+        pending.push(format!(
+            "{name}={}",
+            agent.verification_code(Duration::from_secs(20))
+        ));
+        agents.push(agent);
+    }
+
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp_client.py");
     let mut child = Command::new(&py)
         .arg(script)
@@ -71,6 +91,7 @@ fn mcp_over_http_and_stdio_with_the_python_sdk() {
         .arg("--ca-file")
         .arg(node.data_dir.join("ca.crt"))
         .args(["--allowed-host", "coord.test"])
+        .args(["--pending", &pending.join(",")])
         .stdout(std::fs::File::create(sb.path().join("client.out")).expect("client.out"))
         .stderr(std::fs::File::create(sb.path().join("client.err")).expect("client.err"))
         .spawn()
@@ -100,4 +121,5 @@ fn mcp_over_http_and_stdio_with_the_python_sdk() {
         node.stderr()
     );
     eprintln!("{}", stdout.trim());
+    drop(agents);
 }

@@ -26,8 +26,9 @@ READ_TOOLS = {
     "task_logs", "get_workflow", "list_events",
 }
 WRITE_TOOLS = {
-    "approve_node", "reject_node", "drain_node", "submit_task", "run_on_all_nodes", "cancel_task",
-    "submit_workflow",
+    "approve_node", "reject_node", "drain_node", "undrain_node", "submit_task", "run_on_all_nodes",
+    "cancel_task",
+    "submit_workflow", "run_benchmark", "run_network_benchmark",
 }
 
 
@@ -40,8 +41,13 @@ def text(result):
     return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
+# Every tool name called (with success or an expected error), to check that all were.
+CALLED = set()
+
+
 async def call(session, name, args=None, **kw):
     """A tool call that must succeed; returns its JSON."""
+    CALLED.add(name)
     r = await session.call_tool(name, args or {}, **kw)
     check(not r.is_error, f"{name}({args}) failed: {text(r)}")
     return json.loads(text(r))
@@ -49,6 +55,7 @@ async def call(session, name, args=None, **kw):
 
 async def call_err(session, name, args):
     """A tool call that must fail with an isError result; returns its text."""
+    CALLED.add(name)
     r = await session.call_tool(name, args)
     check(r.is_error, f"{name}({args}) should have failed, got: {text(r)}")
     return text(r)
@@ -86,7 +93,7 @@ async def exercise(session, label, progress_task):
     submit = next(t for t in tools if t.name == "submit_task")
     for arg in ("command", "kind", "image", "env", "workdir", "cpu", "memory_mb", "gpus", "pids",
                 "labels", "node", "min_gflops", "fastest", "timeout_seconds", "retries",
-                "retry_exit_codes", "depends_on", "network", "name", "wait_seconds"):
+                "retry_exit_codes", "depends_on", "network", "name", "wait_seconds", "user"):
         check(arg in submit.input_schema["properties"], f"{label}: submit_task lacks {arg}")
 
     status = await call(session, "cluster_status")
@@ -99,6 +106,31 @@ async def exercise(session, label, progress_task):
     await call(session, "list_pending_nodes")
     events = await call(session, "list_events", {"limit": 3})
     check(0 < len(events["events"]) <= 3, f"{label}: events {events}")
+
+    # A new quick benchmark, waited for: the figures and when they were measured.
+    bench_tool = next(t for t in tools if t.name == "run_benchmark")
+    bs = bench_tool.input_schema
+    check(bs.get("required") == ["node"] and bs.get("additionalProperties") is False,
+          f"{label}: run_benchmark schema {bs}")
+    check(bs["properties"]["wait_seconds"].get("maximum") == 120, f"{label}: run_benchmark schema {bs}")
+    ann = bench_tool.annotations
+    check(ann is not None and ann.read_only_hint is False and ann.destructive_hint is False,
+          f"{label}: run_benchmark annotations {ann}")
+    before = node.get("bench") or {}
+    b = await call(session, "run_benchmark", {"node": name, "quick": True, "wait_seconds": 60})
+    check(b["recorded"] is True and b["bench"]["run"] == "quick", f"{label}: run_benchmark {b}")
+    check(b["bench"]["measured_at_ms"] > (before.get("measured_at_ms") or 0), f"{label}: run_benchmark {b}")
+    check(any(f["figure"] == "memory triad" for f in b["bench"]["figures"]), f"{label}: run_benchmark {b}")
+    e = await call_err(session, "run_benchmark", {"node": name, "wait_seconds": 500})
+    check("wait_seconds" in e, f"{label}: run_benchmark wait bound: {e}")
+
+    # Drain, then undrain: the node takes work again; undraining twice says why not.
+    d = await call(session, "drain_node", {"node": name})
+    check("draining" in json.dumps(d), f"{label}: drain_node {d}")
+    u = await call(session, "undrain_node", {"node": name})
+    check("ready" in json.dumps(u), f"{label}: undrain_node {u}")
+    e = await call_err(session, "undrain_node", {"node": name})
+    check("not drained" in e, f"{label}: undrain twice: {e}")
 
     # Errors a model can act on.
     e = await call_err(session, "get_node", {"node": name + "x"})
@@ -147,6 +179,86 @@ async def exercise(session, label, progress_task):
     await eventually(f"{label}: task cancelled", cancelled)
 
 
+async def cluster(session, label, pending):
+    """The multi-node part: the joining machines are PENDING with the codes they printed; one is
+    approved (and becomes READY), one rejected; a task runs on every ready node; a workflow
+    runs in order; node and task resources read back."""
+    listed = await call(session, "list_pending_nodes")
+    waiting = {n["name"]: n for n in listed["pending"]}
+    for name, code in pending.items():
+        check(name in waiting, f"{label}: {name} is not pending: {listed}")
+        check(waiting[name].get("verification_code") == code,
+              f"{label}: {name} shows code {waiting[name].get('verification_code')}, printed {code}")
+    approve, reject = sorted(pending)
+    a = await call(session, "approve_node", {"node": approve})
+    check(a["approved"]["name"] == approve, f"{label}: approve {a}")
+    r = await call(session, "reject_node", {"node": reject, "reason": "not ours"})
+    check(r["rejected"]["state"] == "rejected", f"{label}: reject {r}")
+    e = await call_err(session, "approve_node", {"node": reject})
+    check(reject in e, f"{label}: approving a rejected node: {e}")
+
+    async def ready():
+        n = await call(session, "get_node", {"node": approve})
+        return n["state"] == "ready" and n
+
+    node = await eventually(f"{label}: {approve} ready", ready, within=30)
+    res = await session.read_resource(f"cortex://nodes/{node['id']}")
+    check(approve in res.contents[0].text, f"{label}: node resource {res}")
+
+    await net_bench(session, label, approve)
+
+    ran = await call(session, "run_on_all_nodes",
+                     {"command": ["sh", "-c", "echo on $(id -un)"], "wait_seconds": 60})
+    check(ran["status"] == "succeeded" and len(ran["tasks"]) == 2, f"{label}: run_on_all_nodes {ran}")
+    check(all("on nobody" in json.dumps(t) for t in ran["tasks"]), f"{label}: run_on_all_nodes {ran}")
+
+    wf = await call(session, "submit_workflow", {"name": "mcp-wf", "wait_seconds": 60, "tasks": [
+        {"name": "first", "command": ["echo", "one"]},
+        {"name": "second", "command": ["echo", "two"], "depends_on": ["first"]},
+    ]})
+    check(wf["status"] == "succeeded" and len(wf["tasks"]) == 2, f"{label}: submit_workflow {wf}")
+    got = await call(session, "get_workflow", {"workflow": wf["workflow_id"]})
+    check(got["status"] == "succeeded" and got["name"] == "mcp-wf", f"{label}: get_workflow {got}")
+    first = next(t for t in got["tasks"] if t.get("name") == "first")
+    res = await session.read_resource(f"cortex://tasks/{first['id']}")
+    check("succeeded" in res.contents[0].text, f"{label}: task resource {res}")
+
+
+async def net_bench(session, label, peer):
+    """A 1 s network run between the coordinator serving the session (it measures) and the
+    approved worker, waited for: positive figures both ways, the coordinator named."""
+    tools = (await session.list_tools()).tools
+    nb = next(t for t in tools if t.name == "run_network_benchmark")
+    s = nb.input_schema
+    check(s.get("required") == ["node"] and s.get("additionalProperties") is False, f"{label}: schema {s}")
+    check(s["properties"]["seconds"].get("minimum") == 1 and s["properties"]["seconds"].get("maximum") == 30,
+          f"{label}: run_network_benchmark seconds bounds {s}")
+    check(s["properties"]["wait_seconds"].get("maximum") == 120, f"{label}: schema {s}")
+    coordinator = (await call(session, "cluster_status"))["node_name"]
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append(message)
+
+    r = await call(session, "run_network_benchmark", {"node": peer, "seconds": 1, "wait_seconds": 60},
+                   progress_callback=on_progress)
+    check(r["recorded"] is True, f"{label}: run_network_benchmark {r}")
+    nb = r["net_bench"]
+    check(nb["measured_by"] == coordinator and nb["peer"] == peer and nb["seconds"] == 1,
+          f"{label}: run_network_benchmark {r}")
+    check("no TLS" in nb["path"] and "error" not in nb, f"{label}: run_network_benchmark {r}")
+    for d in ("send", "receive"):
+        f = nb[d]
+        check(f["median_mbps"] > 0 and 0 < f["min_mbps"] <= f["median_mbps"] <= f["max_mbps"] and f["cv"] >= 0,
+              f"{label}: run_network_benchmark {d} {r}")
+    check(nb["send"]["direction"] == f"{coordinator} → {peer}", f"{label}: run_network_benchmark {r}")
+    check(seen, f"{label}: no progress notification while the network run went on")
+    e = await call_err(session, "run_network_benchmark", {"node": peer, "seconds": 31})
+    check("seconds" in e, f"{label}: seconds bound: {e}")
+    e = await call_err(session, "run_network_benchmark", {"node": coordinator})
+    check("node" in e and "coordinator" in e, f"{label}: the coordinator itself: {e}")
+
+
 async def read_only(session, label):
     """A read token: only read tools listed; a write tool answers isError naming the scope."""
     await session.initialize()
@@ -157,10 +269,14 @@ async def read_only(session, label):
     check("operate" in e, f"{label}: write with a read token: {e}")
 
 
-async def over_http(url, token, read_token):
+async def over_http(url, token, read_token, pending):
     client, transport = http_session(url, token)
     async with client, transport as (r, w), ClientSession(r, w) as session:
         await exercise(session, "http", {"command": ["echo", "hi"]})
+        if pending:
+            await cluster(session, "http", pending)
+            missing = (READ_TOOLS | WRITE_TOOLS) - CALLED
+            check(not missing, f"tools never called: {sorted(missing)}")
     client, transport = http_session(url, read_token)
     async with client, transport as (r, w), ClientSession(r, w) as session:
         await read_only(session, "http/read")
@@ -173,10 +289,13 @@ def stdio_params(args, token_file):
     )
 
 
-async def over_stdio(args):
+async def over_stdio(args, peer=None):
     slow = {"command": ["sh", "-c", "sleep 1; echo hi"]}
     async with stdio_client(stdio_params(args, args.token_file)) as (r, w), ClientSession(r, w) as session:
         await exercise(session, "stdio", slow)
+        if peer:
+            # Over the gRPC bridge the coordinator measures too, not the bridge's machine.
+            await net_bench(session, "stdio", peer)
     async with stdio_client(stdio_params(args, args.read_token_file)) as (r, w), ClientSession(r, w) as session:
         await read_only(session, "stdio/read")
 
@@ -252,6 +371,8 @@ def main():
     p.add_argument("--ca-file", help="the cluster CA certificate")
     p.add_argument("--allowed-host", help="a name set in mcp.allowed_hosts (must pass the Host check)")
     p.add_argument("--bench", type=int, default=0, help="time N calls instead of testing")
+    p.add_argument("--pending", default="",
+                   help="NAME=CODE,NAME=CODE: two pending machines (one is approved, one rejected)")
     args = p.parse_args()
     token = open(args.token_file).read().strip()
     if args.bench:
@@ -260,11 +381,13 @@ def main():
     read_token = open(args.read_token_file).read().strip()
     t0 = time.monotonic()
     guard_checks(args.url, token, args.allowed_host)
-    anyio.run(over_http, args.url, token, read_token)
+    pending = dict(p.split("=", 1) for p in args.pending.split(",") if p)
+    anyio.run(over_http, args.url, token, read_token, pending)
     t1 = time.monotonic()
-    anyio.run(over_stdio, args)
+    anyio.run(over_stdio, args, min(pending) if pending else None)
     t2 = time.monotonic()
-    print(f"mcp client: http {t1 - t0:.1f}s, stdio {t2 - t1:.1f}s; all checks passed")
+    print(f"mcp client: http {t1 - t0:.1f}s, stdio {t2 - t1:.1f}s, {len(CALLED)} tools called "
+          f"({len(pending)} pending machines); all checks passed")
 
 
 def failures(e):

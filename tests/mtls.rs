@@ -123,8 +123,8 @@ async fn malformed_oversized_and_flooding_join_requests_are_refused() {
         grpc_addr: String::new(),
         http_addr: "127.0.0.1:9".into(),
         inventory_json: "{}".into(),
+        verification_code: cortex_cluster::pki::csr_verification_code(&csr).expect("code"),
         csr_pem: csr,
-        verification_code: "ABCD-EFGH".into(),
         bench_json: String::new(),
     };
     let cases: Vec<(JoinRequest, &str)> = vec![
@@ -190,6 +190,13 @@ async fn malformed_oversized_and_flooding_join_requests_are_refused() {
                 ..good.clone()
             },
             "invalid verification_code",
+        ),
+        (
+            JoinRequest {
+                verification_code: "ABCD-EFGH".into(),
+                ..good.clone()
+            },
+            "does not match the public key in csr_pem",
         ),
         (
             JoinRequest {

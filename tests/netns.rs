@@ -282,3 +282,109 @@ fn a_node_without_a_token_finds_the_coordinator_by_mdns_and_waits_for_a_person()
     c1.cli_ok(&["node", "approve", "usb1"]);
     usb.wait_approved(Duration::from_secs(30));
 }
+
+/// The attempts of `marker` running on the node with cgroup group `group`, as pids.
+fn attempts_in(group: &str, marker: &str) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(group)))
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A leader cut off in a minority fences itself: it kills the attempts it runs (it has no
+/// quorum acknowledgement, so it cannot know whether the majority has given them away) before
+/// the majority declares it DOWN and starts the task elsewhere. A task never runs twice at once.
+#[test]
+fn a_partitioned_leader_kills_its_attempts_before_the_majority_replaces_them() {
+    if !crate::harness::capable(crate::harness::is_root(), "root (workloads in cgroups)") {
+        return;
+    }
+    let Some(net) = Netns::new(3) else { return };
+    let sb = tempfile::tempdir().expect("tempdir");
+    let (c1, _coords, _) = start_cluster(&net, sb.path());
+    let addr = |i: usize| format!("{}{GRPC}", net.ip(i));
+    let first = status(&c1, &addr(1)).expect("status");
+    let leader_id = first["leader_id"].as_u64().expect("leader");
+    let leader = (1..=3)
+        .find(|i| status(&c1, &addr(*i)).and_then(|s| s["node_id"].as_u64()) == Some(leader_id))
+        .expect("leader host");
+    let other = (1..=3).find(|i| *i != leader).expect("a follower");
+    let sbp = sb.path();
+    let ok = |i: usize, args: &[&str]| {
+        let out = cli_in(&net, i, sbp, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let name = |i: usize| format!("c{i}");
+    ok(leader, &["node", "label", &name(leader), "run=here"]);
+    let marker = "sleep 3011.5";
+    let id = ok(
+        leader,
+        &[
+            "run",
+            "-d",
+            "--label",
+            "run=here",
+            "--retries",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            &format!("{marker}; true"),
+        ],
+    )
+    .trim()
+    .to_string();
+    let group = format!("cortex-{leader_id:016x}");
+    eventually(Duration::from_secs(20), "the task running on the leader", || {
+        (!attempts_in(&group, marker).is_empty()).then_some(())
+    });
+
+    let cut = std::time::Instant::now();
+    net.partition(&[leader]);
+    // Only the majority may run it now.
+    eventually(Duration::from_secs(20), "a write in the majority", || {
+        cli_in(&net, other, sbp, &["node", "label", &name(other), "run=here"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let killed_at = eventually(
+        Duration::from_secs(15),
+        "the leader's attempt killed by itself",
+        || attempts_in(&group, marker).is_empty().then(now_ms),
+    );
+    let fenced_in = cut.elapsed();
+    let task = eventually(
+        Duration::from_secs(30),
+        "attempt 2 running in the majority",
+        || {
+            let out = cli_in(&net, other, sbp, &["-o", "json", "task", "show", &id]);
+            let t: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (t["state"] == "running" && t["attempt"] == 2).then_some(t)
+        },
+    );
+    assert_eq!(task["attempts"][0]["result"]["kind"], "lost", "{task}");
+    let started = task["attempts"][1]["started_at_ms"].as_u64().expect("started");
+    assert!(
+        killed_at <= started,
+        "the leader's attempt was still alive when attempt 2 started ({killed_at} > {started} ms); fenced after {fenced_in:?}"
+    );
+    ok(other, &["task", "cancel", &id]);
+}

@@ -436,7 +436,10 @@ fn http_boot_scripts_are_ipxe_with_the_join_address() {
         return;
     }
     let f = fixture();
-    let pxe = Pxe::start(&f, &[]);
+    let pxe = Pxe::start(
+        &f,
+        &["--kernel-arg", "cortex.role=coordinator", "--kernel-arg", "quiet"],
+    );
     let get = |path: &str| {
         let o = curl(&["-f", &pxe.url(path)]);
         assert!(o.status.success(), "{path}: {}", text(&o));
@@ -457,7 +460,7 @@ fn http_boot_scripts_are_ipxe_with_the_join_address() {
         for arg in [
             "kernel vmlinuz initrd=initrd ",
             &format!(" cortex.join={JOIN} "),
-            &format!(" cortex.token={TOKEN} "),
+            &format!(" cortex.token={TOKEN} cortex.role=coordinator quiet "),
             " console=ttyS0 console=tty0 ",
             " systemd.firstboot=off",
         ] {
@@ -480,6 +483,30 @@ fn http_boot_scripts_are_ipxe_with_the_join_address() {
         "{s}"
     );
     assert!(get("/boot.ipxe?arch=bios").contains("kernel vmlinuz"));
+
+    // A kernel argument that could inject into the script, or that overrides what the service
+    // writes itself, stops the service at start, naming it.
+    for bad in ["x=${platform}", "cortex.token=stolen", "a b"] {
+        let mut cmd = cortex();
+        isolate(&mut cmd, &f.sandbox);
+        let out = cmd
+            .args(["pxe", "serve", "--artifacts"])
+            .arg(&f.art)
+            .args([
+                "--join",
+                JOIN,
+                "--http-addr",
+                "127.0.0.1:0",
+                "--tftp-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--kernel-arg", bad])
+            .output()
+            .expect("cortex pxe serve");
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("kernel argument"), "{bad}: {err}");
+    }
 
     // Bad query values: 400, nothing rendered.
     for q in ["arch=arm", "mac=52-54-00-12-34", "mac=%0Ashell"] {

@@ -1,6 +1,68 @@
 //! Durability: what a user wrote survives `kill -9`, and the cluster comes back as itself.
 
-use crate::harness::{http, Node};
+use std::time::Duration;
+
+use crate::cluster::{fast_liveness, join_token, node_state};
+use crate::harness::{eventually, http, Agent, Node};
+
+/// A machine approved while its agent was down (a power cut between the approval and the
+/// agent's next poll) collects its certificate when it comes back: same key, same node, no
+/// second approval. Its new request is signed afresh, so its text differs from the first.
+#[test]
+fn a_node_approved_while_stopped_collects_its_certificate_on_restart() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let coord = Node::start_with(sb.path(), &sb.path().join("c1"), &[], fast_liveness);
+    let token = join_token(&coord, &[]);
+    let data = sb.path().join("w1");
+    let args = ["--token", token.as_str(), "--node-name", "w1"];
+    let mut agent = Agent::start(sb.path(), &data, &args);
+    let code = agent.verification_code(Duration::from_secs(20));
+    let show = || -> serde_json::Value {
+        serde_json::from_str(&coord.cli_ok(&["-o", "json", "node", "show", "w1"])).unwrap_or_default()
+    };
+    let id = eventually(Duration::from_secs(20), "w1 pending", || {
+        let v = show();
+        (v["state"] == "pending").then(|| v["id"].as_u64()).flatten()
+    });
+    agent.kill9();
+    coord.cli_ok(&["node", "approve", "w1"]);
+    assert!(
+        !data.join("node.crt").exists(),
+        "the stopped agent cannot have its certificate yet"
+    );
+
+    let mut back = Agent::start(sb.path(), &data, &args);
+    let info = back.wait_approved(Duration::from_secs(20));
+    assert_eq!(info["node_id"].as_u64(), Some(id), "{info}");
+    assert_eq!(
+        back.verification_code(Duration::from_secs(5)),
+        code,
+        "the same key shows the same code"
+    );
+    assert!(data.join("node.crt").exists(), "the certificate was saved");
+    eventually(Duration::from_secs(10), "w1 ready", || {
+        (node_state(&coord, id)? == "ready").then_some(())
+    });
+    let events = coord.cli_ok(&["events"]);
+    assert_eq!(
+        events.matches("node_approved").count(),
+        1,
+        "one approval: {events}"
+    );
+    let nodes = coord.cli_ok(&["node", "list"]);
+    assert_eq!(nodes.matches("w1").count(), 1, "{nodes}");
+
+    // A different key under the same node id is still refused (a copied data dir, not the
+    // same machine): the node is not handed to whoever knows its id and the token.
+    back.kill9();
+    std::fs::remove_file(data.join("node.key")).expect("remove node.key");
+    std::fs::remove_file(data.join("node.crt")).expect("remove node.crt");
+    let mut other = Agent::start(sb.path(), &data, &args);
+    eventually(Duration::from_secs(20), "the different key refused", || {
+        other.stderr().contains("with a different key").then_some(())
+    });
+    other.kill9();
+}
 
 #[test]
 fn state_node_id_and_cluster_id_survive_kill_9() {

@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::harness::{capable, eventually, have, is_root, Node};
+use crate::harness::{capable, eventually, have, is_root, shared_with_nobody, Node};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
@@ -171,7 +171,8 @@ fn workflows_run_in_order_cascade_failures_and_reject_cycles() {
     let sb = tempfile::tempdir().expect("tempdir");
     let Some(n) = node(sb.path()) else { return };
     let wf = sb.path().join("ok.yaml");
-    let flag = sb.path().join("order");
+    // Tasks run as nobody: they write their trail into a directory given to that user.
+    let flag = shared_with_nobody(sb.path()).join("order");
     std::fs::write(
         &wf,
         format!(
@@ -394,4 +395,165 @@ fn podman_tasks_run_images_imported_on_the_node() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi from podman\nlo\n");
     assert!(text(&out.stderr).contains("err"));
+}
+
+/// GPU assignment end to end on a node that reports two GPUs (simulated through
+/// `CORTEX_TEST_FAKE_GPUS`: this machine has no NVIDIA GPU, the one thing the project mocks):
+/// concurrent tasks hold different GPUs, a third waits for one, a task that asked for none sees
+/// none, and more GPUs than any node has is refused at submit.
+#[test]
+fn gpu_tasks_get_distinct_gpus_and_wait_for_a_free_one() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    if !capable(is_root(), "root (cgroups and namespaces for workloads)") {
+        return;
+    }
+    let n = Node::start_with(sb.path(), &sb.path().join("n1"), &[], |c| {
+        c.env("CORTEX_TEST_FAKE_GPUS", "2");
+    });
+    let script = "echo gpu=$CUDA_VISIBLE_DEVICES; sleep 2";
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            n.cli_ok(&["run", "-d", "--gpus", "1", "--", "sh", "-c", script])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let none = n
+        .cli_ok(&["run", "-d", "--", "sh", "-c", "echo gpu=[$CUDA_VISIBLE_DEVICES]"])
+        .trim()
+        .to_string();
+    // While two hold both GPUs, the third is still pending.
+    eventually(Duration::from_secs(20), "two GPU tasks running", || {
+        let states: Vec<String> = ids
+            .iter()
+            .map(|id| task(&n, id)["state"].as_str().unwrap_or("").to_string())
+            .collect();
+        let running = states.iter().filter(|s| *s == "running").count();
+        (running == 2).then_some(())
+    });
+    let pending = ids.iter().filter(|id| task(&n, id)["state"] == "pending").count();
+    assert_eq!(pending, 1, "the third GPU task waits for a free GPU");
+    let logs = |id: &str| n.cli_ok(&["task", "logs", id]);
+    eventually(Duration::from_secs(30), "all GPU tasks done", || {
+        ids.iter()
+            .all(|id| task(&n, id)["state"] == "succeeded")
+            .then_some(())
+    });
+    let seen: Vec<String> = ids.iter().map(|id| logs(id).trim().to_string()).collect();
+    for s in &seen {
+        assert!(
+            s == "gpu=GPU-simulated-0" || s == "gpu=GPU-simulated-1",
+            "{seen:?}"
+        );
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "the first two ran at once on different GPUs: {seen:?}"
+    );
+    eventually(Duration::from_secs(20), "the CPU task done", || {
+        (task(&n, &none)["state"] == "succeeded").then_some(())
+    });
+    assert_eq!(
+        logs(&none).trim(),
+        "gpu=[]",
+        "a task that asked for no GPU sees none"
+    );
+    let too_many = n.cli(&["run", "--gpus", "3", "--", "true"]);
+    assert!(!too_many.status.success());
+    assert!(
+        text(&too_many.stderr).contains("resources.gpus"),
+        "{}",
+        text(&too_many.stderr)
+    );
+}
+
+/// The coordinator's `tasks.log_limit_bytes` bounds the output of a task that sets no limit of
+/// its own; the cut is marked in the log, and the limit is written into the task's spec.
+#[test]
+fn the_configured_log_limit_bounds_output_and_marks_the_cut() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    if !capable(is_root(), "root (cgroups and namespaces for workloads)") {
+        return;
+    }
+    let n = Node::start_with(sb.path(), &sb.path().join("n1"), &[], |c| {
+        c.env("CORTEX_TASKS__LOG_LIMIT_BYTES", "1000");
+    });
+    // 5000 bytes of output.
+    let out = run(
+        &n,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 50 ]; do printf '%099d\\n' $i; i=$((i+1)); done",
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let id = serde_json::from_str::<serde_json::Value>(&n.cli_ok(&["-o", "json", "task", "list"]))
+        .expect("json")["tasks"][0]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    assert_eq!(task(&n, &id)["spec"]["log_limit_bytes"], 1000);
+    let logs = n.cli(&["task", "logs", &id]);
+    let (stdout, notes) = (text(&logs.stdout), text(&logs.stderr));
+    assert!(stdout.starts_with(&format!("{:099}\n", 0)), "{stdout}");
+    assert_eq!(stdout.len(), 1000, "exactly the limit is kept");
+    assert!(
+        notes.contains("4000 bytes of output dropped"),
+        "the cut is marked: {notes}"
+    );
+}
+
+#[test]
+fn exec_tasks_run_as_nobody_and_as_root_only_where_the_node_allows_it() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let Some(n) = node(sb.path()) else { return };
+    // The default: nobody, in a scratch dir of its own, unable to read the node's data dir.
+    let key = n.data_dir.join("node.key").display().to_string();
+    let out = run(
+        &n,
+        &[
+            "--retries",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            &format!("id -un; pwd; cat {key} || echo refused"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"nobody"), "{stdout}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("/var/tmp/cortex/")),
+        "{stdout}"
+    );
+    assert_eq!(lines.last(), Some(&"refused"), "{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+
+    // Another user by name; root is refused, naming the setting; a bad name is refused at submit.
+    let out = run(&n, &["--user", "daemon", "--retries", "0", "--", "id", "-un"]);
+    assert_eq!(text(&out.stdout), "daemon\n", "{}", text(&out.stderr));
+    let out = run(&n, &["--user", "root", "--retries", "0", "--", "id", "-u"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("tasks.allow_root"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&n, &["--user", "Not A User", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("user"), "{}", text(&out.stderr));
+    drop(n);
+
+    // A node that allows root runs it as root when asked, and still as nobody by default.
+    let open = Node::start_with(sb.path(), &sb.path().join("n2"), &[], |c| {
+        c.env("CORTEX_TASKS__ALLOW_ROOT", "true");
+    });
+    let out = run(&open, &["--user", "root", "--", "id", "-u"]);
+    assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+    let out = run(&open, &["--", "id", "-un"]);
+    assert_eq!(text(&out.stdout), "nobody\n", "{}", text(&out.stderr));
 }

@@ -184,7 +184,8 @@ fn a_worker_killed_mid_task_loses_it_and_another_node_finishes_it() {
 fn a_partitioned_workers_late_success_is_refused() {
     let sb = tempfile::tempdir().expect("tempdir");
     let Some(c) = start(sb.path()) else { return };
-    let flag = sb.path().join("go");
+    // Tasks run as nobody: the flag is in a directory that user can reach.
+    let flag = crate::harness::shared_with_nobody(sb.path()).join("go");
     let script = format!(
         "while [ ! -e {f} ]; do sleep 0.05; done; echo finished",
         f = flag.display()

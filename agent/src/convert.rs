@@ -22,13 +22,40 @@ pub fn node_to_pb(n: &NodeRecord) -> pb::Node {
             .and_then(|j| serde_json::to_string(j).ok())
             .unwrap_or_default(),
         has_certificate: n.cert_pem.is_some(),
+        drained: n.drained,
         images: n.images.clone(),
         bench_json: n
             .bench
             .as_ref()
             .and_then(|b| serde_json::to_string(b).ok())
             .unwrap_or_default(),
+        bench_report_json: n.bench_report.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        bench_request_json: n
+            .bench_request
+            .as_ref()
+            .and_then(|r| serde_json::to_string(r).ok())
+            .unwrap_or_default(),
+        net_bench_json: n.net_bench.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        net_bench_request_json: n
+            .net_bench_request
+            .as_ref()
+            .and_then(|r| serde_json::to_string(r).ok())
+            .unwrap_or_default(),
     }
+}
+
+/// An optional JSON field of a wire node: "" is absent, anything else must parse.
+fn optional_json<T: serde::de::DeserializeOwned>(
+    id: u64,
+    field: &str,
+    json: &str,
+) -> Result<Option<T>, String> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| format!("node {id}: {field} is not valid: {e}"))
 }
 
 /// Decodes a node from the wire; a field the server filled wrongly is an error naming it.
@@ -54,9 +81,17 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
                 .map_err(|e| format!("node {}: bench_json is not valid: {e}", n.id))?,
         )
     };
+    let bench_report = optional_json(n.id, "bench_report_json", &n.bench_report_json)?;
+    let bench_request = optional_json(n.id, "bench_request_json", &n.bench_request_json)?;
+    let net_bench = optional_json(n.id, "net_bench_json", &n.net_bench_json)?;
+    let net_bench_request = optional_json(n.id, "net_bench_request_json", &n.net_bench_request_json)?;
     Ok(NodeRecord {
+        net_bench,
+        net_bench_request,
         images: n.images,
         bench,
+        bench_report,
+        bench_request,
         id: n.id,
         name: n.name,
         role,
@@ -67,6 +102,7 @@ pub fn node_from_pb(n: pb::Node) -> Result<NodeRecord, String> {
         inventory,
         registered_at_ms: n.registered_at_ms,
         updated_at_ms: n.updated_at_ms,
+        drained: n.drained,
         join,
         // The certificate itself is not sent to clients; they see whether there is one.
         cert_pem: n.has_certificate.then(String::new),
@@ -156,13 +192,34 @@ mod tests {
             inventory: Default::default(),
             registered_at_ms: 1,
             updated_at_ms: 2,
+            drained: true,
             join: None,
             cert_pem: None,
             bench: None,
             images: Vec::new(),
+            bench_report: None,
+            bench_request: None,
+            net_bench: None,
+            net_bench_request: None,
         };
         n.labels.insert("zone".into(), "a".into());
         n.inventory.hostname = "alpha".into();
+        assert_eq!(node_from_pb(node_to_pb(&n)), Ok(n.clone()));
+        n.bench_report = Some(serde_json::json!({ "format": "cortex-bench/1", "quick": true }));
+        n.bench_request = Some(cortex_model::node::BenchRequest {
+            requested_at_ms: 9,
+            quick: false,
+            by: Some("t1".into()),
+        });
+        n.net_bench = Some(serde_json::json!({ "format": "cortex-bench-net/1" }));
+        n.net_bench_request = Some(cortex_model::node::NetBenchRequest {
+            requested_at_ms: 9,
+            seconds: 5,
+            secret_sha256: "0".repeat(64),
+            by: None,
+            from: Some("c1".into()),
+            listening: Some("10.0.0.1:4000".into()),
+        });
         assert_eq!(node_from_pb(node_to_pb(&n)), Ok(n));
     }
 
@@ -179,10 +236,15 @@ mod tests {
             inventory: Default::default(),
             registered_at_ms: 0,
             updated_at_ms: 0,
+            drained: false,
             join: None,
             cert_pem: None,
             bench: None,
             images: Vec::new(),
+            bench_report: None,
+            bench_request: None,
+            net_bench: None,
+            net_bench_request: None,
         });
         p.state = "sleepy".into();
         assert_eq!(

@@ -13,7 +13,11 @@ mod daemon;
 mod discovery;
 mod exit;
 mod mcp;
+mod metrics;
+mod netbench;
+mod notify;
 mod selfbench;
+mod web;
 mod worker;
 
 use std::process::ExitCode;

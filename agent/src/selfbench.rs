@@ -5,17 +5,22 @@
 //! The benchmark runs on tokio's blocking pool and never delays start-up or readiness. A
 //! coordinator publishes in-process (`SetNodeBench` through `NodeApi::write`), a worker node
 //! with its own certificate (`PublishBench`); either retries with backoff until the cluster
-//! accepts the summary. An agent that has not joined yet measures before its first join
-//! request, so a pending node shows its figures to the person approving it.
+//! accepts the full report (the summary is taken from it). A node also runs the benchmark
+//! again when asked (`RequestBench`, seen in its heartbeat answer; full unless the request
+//! says quick) and publishes that run as the answer. An agent that has not joined yet measures beside its first join
+//! request and its next poll carries the figures, so a pending node shows them to the person
+//! approving it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use cortex_bench::{Figure, Report};
-use cortex_model::node::BenchSummary;
-use cortex_model::NodeId;
+use cortex_model::node::{BenchRequest, BenchSummary};
+use cortex_model::{NodeId, UnixMillis};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Published;
 use crate::worker::Link;
 
 /// The figures placement and the surfaces use, from a report. A figure the report withheld
@@ -37,11 +42,22 @@ pub fn summary(report: &Report) -> BenchSummary {
     }
 }
 
-/// Runs the quick benchmark on the blocking pool (its disk test writes a temporary file in
-/// `data_dir`). `None` only if the benchmark thread died.
-pub async fn measure(data_dir: PathBuf) -> Option<BenchSummary> {
+/// One benchmark at a time on this machine: a re-run asked for while the start-up run is
+/// still going waits for it (two runs at once would each measure half the machine).
+static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Holds this machine's benchmark lock: a network run (`netbench.rs`) takes it too, so it never
+/// overlaps a self-benchmark that loads every core.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    RUNNING.lock().await
+}
+
+/// Runs the benchmark (`quick`: ≤ 5 s, else the full run, ≤ 20 s) on the blocking pool; its
+/// disk test writes a temporary file in `data_dir`. `None` only if the benchmark thread died.
+pub async fn measure(data_dir: PathBuf, quick: bool) -> Option<Report> {
+    let _one_at_a_time = RUNNING.lock().await;
     let opts = cortex_bench::Options {
-        quick: true,
+        quick,
         data_dir,
         threads: None,
     };
@@ -52,10 +68,11 @@ pub async fn measure(data_dir: PathBuf) -> Option<BenchSummary> {
                 gflops_f64_all = s.cpu_f64_gflops_all,
                 triad_gbps = s.memory_triad_gbps,
                 disk_read_mbps = s.disk_seq_read_mbps,
-                "quick self-benchmark done in {:.1} s",
+                "{} self-benchmark done in {:.1} s",
+                if quick { "quick" } else { "full" },
                 report.duration_ms as f64 / 1000.0
             );
-            Some(s)
+            Some(report)
         }
         Err(e) => {
             tracing::warn!("the self-benchmark thread failed: {e}");
@@ -64,48 +81,112 @@ pub async fn measure(data_dir: PathBuf) -> Option<BenchSummary> {
     }
 }
 
-/// Background task of a started node: measures (unless `measured` already holds this start's
-/// summary, e.g. taken before joining) and publishes until the cluster accepts it.
+/// What to publish for a run: the report and its summary.
+fn published(report: Report, answers: Option<UnixMillis>) -> Published {
+    Published {
+        bench: summary(&report),
+        report: Some(report),
+        answers,
+    }
+}
+
+/// This start's quick benchmark, when one was started before the node could publish (while
+/// joining): its report, once done, is published instead of measuring again.
+pub type Measuring = Option<tokio::task::JoinHandle<Option<Report>>>;
+
+/// Background task of a started node: measures (unless `measuring` is this start's quick run,
+/// e.g. started while joining: then its report) and publishes until the cluster accepts it.
+/// Never delays the node's start: an agent approved before its measurement ended heartbeats at
+/// once and publishes when the run is done.
 pub async fn run(
     link: Link,
     node_id: NodeId,
     data_dir: PathBuf,
-    measured: Option<BenchSummary>,
+    measuring: Measuring,
     shutdown: CancellationToken,
 ) {
-    let bench = match measured {
-        Some(b) => b,
+    let measured = match measuring {
+        Some(run) => tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = run => r.ok().flatten(),
+        },
+        None => None,
+    };
+    let report = match measured {
+        Some(r) => r,
         None => {
             let measured = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                m = measure(data_dir) => m,
+                m = measure(data_dir, true) => m,
             };
             match measured {
-                Some(b) => b,
+                Some(r) => r,
                 None => return,
             }
         }
     };
-    publish(&link, node_id, &bench, &shutdown).await;
+    publish(&link, node_id, &published(report, None), &shutdown).await;
 }
 
-/// Publishes `bench` with backoff (1 s doubling to 30 s) until it is accepted or shutdown.
-pub async fn publish(link: &Link, node_id: NodeId, bench: &BenchSummary, shutdown: &CancellationToken) {
+/// Background task of every node: runs the benchmark when someone asks (`RequestBench`, seen
+/// in the heartbeat answer) and publishes the run as the answer, which clears the request.
+/// A request is run once, even if the answer takes a while to be applied.
+pub async fn serve_requests(
+    link: Link,
+    node_id: NodeId,
+    data_dir: PathBuf,
+    mut requests: watch::Receiver<Option<BenchRequest>>,
+    shutdown: CancellationToken,
+) {
+    let mut last_run: Option<UnixMillis> = None;
+    loop {
+        let request = requests.borrow_and_update().clone();
+        if let Some(req) = request.filter(|r| Some(r.requested_at_ms) != last_run) {
+            last_run = Some(req.requested_at_ms);
+            tracing::info!(
+                quick = req.quick,
+                by = req.by.as_deref().unwrap_or("-"),
+                "running the self-benchmark on request"
+            );
+            let measured = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = measure(data_dir.clone(), req.quick) => m,
+            };
+            if let Some(report) = measured {
+                publish(
+                    &link,
+                    node_id,
+                    &published(report, Some(req.requested_at_ms)),
+                    &shutdown,
+                )
+                .await;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = requests.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Publishes `p` with backoff (1 s doubling to 30 s) until it is accepted or shutdown.
+pub async fn publish(link: &Link, node_id: NodeId, p: &Published, shutdown: &CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     let mut failures = 0u32;
     loop {
-        match link.publish_bench(node_id, bench).await {
+        match link.publish_bench(node_id, p).await {
             Ok(()) => {
-                tracing::info!("published this node's benchmark summary");
+                tracing::info!("published this node's benchmark report");
                 return;
             }
             Err(e) => {
                 failures += 1;
                 // The first failures are expected while the cluster settles (no leader yet).
                 if failures == 3 {
-                    tracing::warn!("could not publish this node's benchmark summary yet, still trying: {e}");
+                    tracing::warn!("could not publish this node's benchmark report yet, still trying: {e}");
                 } else {
-                    tracing::debug!("could not publish the benchmark summary (retry in {backoff:?}): {e}");
+                    tracing::debug!("could not publish the benchmark report (retry in {backoff:?}): {e}");
                 }
             }
         }

@@ -10,6 +10,7 @@
 //! | [`stream`] | STREAM copy, scale, add, triad GB/s | all threads pinned, arrays ≥ 4× the last-level cache |
 //! | [`disk`] | sequential write/read MB/s, 4 KiB random read IOPS | `O_DIRECT` in the data directory |
 //! | [`nic`] | link speed and driver per interface | sysfs (inventory, not a measurement) |
+//! | [`net`] | node-to-node TCP throughput, both directions (on request, not in [`run`]) | one plain TCP stream each way, counted by the receiver |
 //! | [`gpu`] | model, memory, clocks, power limit, PCIe, utilisation | NVML (inventory, not a measurement) |
 //!
 //! Invariants: a figure is measured or absent, never estimated; every kernel's result is
@@ -23,6 +24,7 @@ pub mod cpu;
 pub mod disk;
 pub mod gemm;
 pub mod gpu;
+pub mod net;
 pub mod nic;
 pub mod report;
 pub mod simd;

@@ -1,7 +1,7 @@
 //! Network interfaces: link speed and driver as the kernel reports them (sysfs).
 //!
-//! Nothing is measured here yet: node-to-node throughput needs a peer and comes with the
-//! cluster (`cortex bench net --peer`); the section says so.
+//! Nothing is measured here: node-to-node throughput needs a peer and is measured on request
+//! (`cortex bench net --peer <node>`, [`crate::net`]); the section says so.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::report::{Nic, NicSection};
 /// Reads every interface under `root` (normally `/sys/class/net`).
 pub fn inventory(root: &Path) -> NicSection {
     let mut notes = vec![
-        "node-to-node throughput is not measured yet (planned: `cortex bench net --peer <node>`)".to_owned(),
+        "node-to-node throughput is not part of this run: `cortex bench net --peer <node>` measures it (kept on the peer's node record as net_bench)".to_owned(),
     ];
     let mut interfaces = Vec::new();
     match std::fs::read_dir(root) {
@@ -72,7 +72,7 @@ mod tests {
         assert!(!eth.virtual_device);
         let lo = s.interfaces.iter().find(|n| n.name == "lo").unwrap();
         assert_eq!((lo.speed_mbps, lo.virtual_device), (None, true));
-        assert!(s.notes.iter().any(|n| n.contains("not measured yet")));
+        assert!(s.notes.iter().any(|n| n.contains("cortex bench net")));
     }
 
     #[test]

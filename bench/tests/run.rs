@@ -78,7 +78,11 @@ fn quick_run_measures_every_figure_within_its_budget_and_round_trips_as_json() {
         .llc_bytes
         .is_none_or(|llc| report.memory.array_bytes >= 4 * llc));
     assert!(report.nics.interfaces.iter().any(|n| n.name == "lo"));
-    assert!(report.nics.notes.iter().any(|n| n.contains("not measured yet")));
+    assert!(report
+        .nics
+        .notes
+        .iter()
+        .any(|n| n.contains("cortex bench net --peer")));
 
     // The disk test left nothing behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

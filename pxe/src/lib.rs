@@ -52,6 +52,10 @@ pub struct PxeConfig {
     pub advertise: Option<IpAddr>,
     /// Where to find iPXE binaries missing from `artifacts` (default [`DEBIAN_IPXE_DIR`]).
     pub ipxe_dir: PathBuf,
+    /// Extra kernel command-line words for booted machines (`cortex.role=coordinator`, any
+    /// `cortex.KEY=VALUE` of the agent's configuration), checked by
+    /// [`script::check_kernel_arg`].
+    pub kernel_args: Vec<String>,
 }
 
 /// Errors that stop the PXE service from starting.
@@ -149,7 +153,7 @@ impl Pxe {
     /// Checks the configuration and binds every listener, so a busy port or a missing
     /// directory fails here, naming the address or path.
     pub async fn bind(cfg: PxeConfig) -> Result<Pxe, PxeError> {
-        let params = BootParams::new(&cfg.join, cfg.token.as_deref())?;
+        let params = BootParams::new(&cfg.join, cfg.token.as_deref())?.with_args(&cfg.kernel_args)?;
         let mut root = match Root::new(&cfg.artifacts) {
             Ok(r) => r,
             Err(e) => {

@@ -73,6 +73,8 @@ impl Flow {
 pub struct BootParams {
     join: String,
     token: Option<String>,
+    /// Extra kernel command-line words (`cortex.role=coordinator`, `quiet`, …), in order.
+    extra: Vec<String>,
 }
 
 impl fmt::Debug for BootParams {
@@ -80,6 +82,7 @@ impl fmt::Debug for BootParams {
         f.debug_struct("BootParams")
             .field("join", &self.join)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("extra", &self.extra)
             .finish()
     }
 }
@@ -95,7 +98,20 @@ impl BootParams {
         Ok(BootParams {
             join: join.to_string(),
             token: token.map(str::to_string),
+            extra: Vec::new(),
         })
+    }
+
+    /// Adds kernel command-line words (each checked with [`check_kernel_arg`]; at most 32).
+    pub fn with_args(mut self, args: &[String]) -> Result<BootParams, ScriptError> {
+        if args.len() > 32 {
+            return Err(invalid("kernel arguments", "", "at most 32 are allowed"));
+        }
+        for a in args {
+            check_kernel_arg(a)?;
+        }
+        self.extra = args.to_vec();
+        Ok(self)
     }
 
     pub fn join(&self) -> &str {
@@ -108,6 +124,10 @@ impl BootParams {
         if let Some(t) = &self.token {
             line.push_str(" cortex.token=");
             line.push_str(t);
+        }
+        for a in &self.extra {
+            line.push(' ');
+            line.push_str(a);
         }
         line.push(' ');
         line.push_str(FIXED_ARGS);
@@ -288,19 +308,60 @@ pub fn check_join(join: &str) -> Result<(), ScriptError> {
     }
 }
 
-/// A join token: 1 to 512 characters of `A-Z a-z 0-9 . _ ~ + / = : -`.
+/// An extra kernel command-line word: `KEY` or `KEY=VALUE`, the key of `A-Z a-z 0-9 . _ -`,
+/// the value of `A-Z a-z 0-9 . _ ~ + / = : - @ , %`, at most 256 characters; no spaces, quotes
+/// or `$` (iPXE would expand it). `cortex.join`, `cortex.token` and `initrd` are refused: the
+/// service writes those itself (`--join`, `--token`, the artifacts).
+pub fn check_kernel_arg(arg: &str) -> Result<(), ScriptError> {
+    if arg.is_empty() || arg.len() > 256 {
+        return Err(invalid("kernel argument", arg, "must be 1 to 256 characters"));
+    }
+    let (key, value) = arg.split_once('=').unwrap_or((arg, ""));
+    if key.is_empty()
+        || key.starts_with('-')
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(invalid(
+            "kernel argument",
+            arg,
+            "the key (before '=') must be A-Z a-z 0-9 . _ - and not start with '-'",
+        ));
+    }
+    if !value.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '_' | '~' | '+' | '/' | '=' | ':' | '-' | '@' | ',' | '%')
+    }) {
+        return Err(invalid(
+            "kernel argument",
+            arg,
+            "the value may hold only A-Z a-z 0-9 . _ ~ + / = : - @ , %",
+        ));
+    }
+    if matches!(key, "cortex.join" | "cortex.token" | "initrd") {
+        return Err(invalid(
+            "kernel argument",
+            key,
+            "is written by the service itself (use --join / --token)",
+        ));
+    }
+    Ok(())
+}
+
+/// A join token: 1 to 512 characters of `A-Z a-z 0-9 . _ ~ + / = : - @ ,` (Cortex's join
+/// tokens end in `@ADDR,ADDR`; none of these is special to iPXE or the kernel command line).
 pub fn check_token(token: &str) -> Result<(), ScriptError> {
     if token.is_empty() || token.len() > 512 {
         return Err(invalid("token", "<redacted>", "must be 1 to 512 characters"));
     }
-    if !token
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '/' | '=' | ':' | '-'))
-    {
+    if !token.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '/' | '=' | ':' | '-' | '@' | ',')
+    }) {
         return Err(invalid(
             "token",
             "<redacted>",
-            "only A-Z a-z 0-9 . _ ~ + / = : - are allowed",
+            "only A-Z a-z 0-9 . _ ~ + / = : - @ , are allowed",
         ));
     }
     Ok(())
@@ -368,6 +429,45 @@ mod tests {
             let s = render_flow(flow, &a, &p).unwrap();
             is_valid_ipxe(&s).unwrap_or_else(|e| panic!("{flow:?}: {e}\n{s}"));
         }
+    }
+
+    #[test]
+    fn extra_kernel_arguments_are_checked_and_placed_before_the_consoles() {
+        let p = BootParams::new("h:1", None)
+            .unwrap()
+            .with_args(&[
+                "cortex.role=coordinator".into(),
+                "quiet".into(),
+                "cortex.tasks.allow_root=true".into(),
+            ])
+            .unwrap();
+        assert_eq!(
+            p.cmdline(),
+            format!(
+                "cortex.join=h:1 cortex.role=coordinator quiet cortex.tasks.allow_root=true {FIXED_ARGS}"
+            )
+        );
+        for bad in [
+            "",
+            "a b",
+            "x=${evil}",
+            "x=\"q\"",
+            "x=a;b",
+            "-x",
+            "=v",
+            "cortex.token=abc",
+            "cortex.join=h:2",
+            "initrd=other",
+            "x=a||b",
+        ] {
+            let e = BootParams::new("h:1", None)
+                .unwrap()
+                .with_args(&[bad.to_string()])
+                .expect_err(bad);
+            assert!(e.to_string().contains("kernel argument"), "{bad}: {e}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("a{i}")).collect();
+        assert!(BootParams::new("h:1", None).unwrap().with_args(&many).is_err());
     }
 
     #[test]
@@ -517,5 +617,11 @@ mod tests {
         assert!(is_valid_ipxe("#!/bin/sh\n").is_err());
         assert!(is_valid_ipxe("#!ipxe\nkernel {{kernel}}\n").is_err());
         assert!(is_valid_ipxe("#!ipxe\n# c\n:l\nboot\n").is_ok());
+    }
+
+    #[test]
+    fn a_cortex_join_token_with_its_addresses_is_accepted() {
+        check_token("cxj1_ab12_cd34@10.0.0.1:7071,10.0.0.2:7071").unwrap();
+        assert!(check_token("a b").is_err());
     }
 }

@@ -79,6 +79,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
     pub fn stderr(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod http;
 pub mod netns;
 pub mod node;
+pub mod page;
 
 pub use agent::Agent;
 pub use node::{cortex, Node};
@@ -60,4 +61,22 @@ pub fn capable(ok: bool, what: &str) -> bool {
 /// True if `tool` is an executable on PATH.
 pub fn have(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// A directory under `sandbox` that `nobody` (the default task user) owns and can reach.
+pub fn shared_with_nobody(sandbox: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let uid_gid = passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"nobody") && f.len() > 3).then(|| (f[2].parse().ok(), f[3].parse().ok()))
+        })
+        .expect("a nobody user");
+    std::fs::set_permissions(sandbox, std::fs::Permissions::from_mode(0o711)).expect("chmod sandbox");
+    let dir = sandbox.join("shared");
+    std::fs::create_dir_all(&dir).expect("mkdir shared");
+    std::os::unix::fs::chown(&dir, uid_gid.0, uid_gid.1).expect("chown shared");
+    dir
 }

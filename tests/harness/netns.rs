@@ -140,6 +140,55 @@ impl Netns {
         nft(&self.hub, &script).unwrap_or_else(|e| panic!("partition: {e}"));
     }
 
+    /// Limits the traffic towards host `i` to `mbit` Mbit/s with a token bucket (`tc qdisc … tbf`)
+    /// on its bridge port; `Err` (with tc's message) when the kernel has no tbf.
+    pub fn shape(&self, i: usize, mbit: u32) -> Result<(), String> {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.hub,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            &format!("p{i}"),
+            "root",
+            "tbf",
+            "rate",
+            &format!("{mbit}mbit"),
+            "burst",
+            "64kb",
+            "latency",
+            "100ms",
+        ])
+    }
+
+    /// Removes the shaping of host `i`'s port.
+    pub fn unshape(&self, i: usize) {
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.hub,
+            "tc",
+            "qdisc",
+            "del",
+            "dev",
+            &format!("p{i}"),
+            "root",
+        ]);
+    }
+
+    /// `program` in host `i`'s network namespace (only the network namespace, as for nodes).
+    pub fn command(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name(i)))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
     pub fn heal(&self) {
         nft(&self.hub, "delete table bridge part").unwrap_or_else(|e| panic!("heal: {e}"));
     }

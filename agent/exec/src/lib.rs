@@ -23,8 +23,10 @@ mod nspawn;
 mod podman;
 mod process;
 pub mod testing;
+mod user;
 
 pub use podman::{import_image, list_images};
+pub use user::UserPolicy;
 
 /// Which executor runs the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +71,16 @@ pub struct ExecSpec {
     /// Working directory inside the task's filesystem view. Default: the scratch dir (exec) or
     /// `/` (containers).
     pub workdir: Option<String>,
+    /// The user to run as: exec, a user of this node (see [`UserPolicy`]); nspawn and podman, a
+    /// user inside the container. `None` = the default.
+    pub user: Option<String>,
     pub limits: Limits,
     pub network: Network,
     pub timeout: Option<Duration>,
+    /// Device nodes the task gets inside a container (nspawn `--bind`, podman `devices`), e.g.
+    /// its assigned `/dev/nvidiaN`. Each must exist on the host; an exec task sees the host's
+    /// `/dev` anyway.
+    pub devices: Vec<std::path::PathBuf>,
 }
 
 /// Which stream a chunk of output came from.
@@ -133,6 +142,31 @@ pub enum ExecError {
     },
 }
 
+/// Every device a container is to get must be a character or block device on this host. A
+/// missing one (a GPU whose driver went away) is this node's problem, so the attempt may be
+/// retried elsewhere: `Unavailable`, not `InvalidSpec`.
+fn check_devices(spec: &ExecSpec) -> Result<(), ExecError> {
+    use std::os::unix::fs::FileTypeExt;
+    for d in &spec.devices {
+        match std::fs::metadata(d) {
+            Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => {}
+            Ok(_) => {
+                return Err(ExecError::InvalidSpec {
+                    field: "devices",
+                    message: format!("{} is not a device node", d.display()),
+                })
+            }
+            Err(e) => {
+                return Err(ExecError::Unavailable(format!(
+                    "device {} is not usable on this node: {e}",
+                    d.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Host-level settings shared by all attempts on this node.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
@@ -146,6 +180,19 @@ pub struct ExecConfig {
     /// One per node, so that several nodes on one host (tests, trials) never touch each
     /// other's attempts.
     pub cgroup_parent: String,
+    /// Which users exec attempts may run as.
+    pub users: UserPolicy,
+    /// Where exec attempts get their scratch dirs (`<scratch_root>/<name>`, owned by the
+    /// attempt's user, removed afterwards). Outside the data dir, which stays 0700 with the
+    /// node's keys: every directory above it must be traversable by the attempts' users.
+    /// Created 0711 if missing.
+    pub scratch_root: PathBuf,
+}
+
+/// The default scratch root of a node's attempts: `/var/tmp/cortex/<cgroup_parent>` (the
+/// appliance puts `/var/tmp` on the persistent data disk when it has one).
+pub fn default_scratch_root(cgroup_parent: &str) -> PathBuf {
+    PathBuf::from("/var/tmp/cortex").join(cgroup_parent)
 }
 
 /// Whether this node's own Podman image store exists (an image was imported or a Podman task
@@ -177,10 +224,45 @@ impl Executors {
         output: mpsc::Sender<Output>,
         cancel: CancellationToken,
     ) -> Result<Exit, ExecError> {
+        check_devices(&spec)?;
         match spec.kind {
             Kind::Exec => process::run(&self.config, spec, output, cancel).await,
             Kind::Nspawn => nspawn::run(&self.config, spec, output, cancel).await,
             Kind::Podman => podman::run(&self.config, spec, output, cancel).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    fn with_devices(devices: &[&str]) -> ExecSpec {
+        ExecSpec {
+            kind: Kind::Podman,
+            name: "t-1-a1".into(),
+            command: vec!["true".into()],
+            image: None,
+            env: BTreeMap::new(),
+            workdir: None,
+            user: None,
+            limits: Limits::default(),
+            network: Network::Private,
+            timeout: None,
+            devices: devices.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    #[test]
+    fn devices_must_exist_and_be_device_nodes() {
+        assert!(check_devices(&with_devices(&["/dev/null"])).is_ok());
+        assert!(matches!(
+            check_devices(&with_devices(&["/dev/null", "/dev/cortex-no-such-gpu"])),
+            Err(ExecError::Unavailable(m)) if m.contains("/dev/cortex-no-such-gpu")
+        ));
+        assert!(matches!(
+            check_devices(&with_devices(&["/etc/passwd"])),
+            Err(ExecError::InvalidSpec { field: "devices", .. })
+        ));
     }
 }

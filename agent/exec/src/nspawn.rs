@@ -6,6 +6,7 @@
 //! started by the same supervisor as the `exec` executor: it joins the attempt's cgroups before
 //! exec, so the container and nspawn are limited, accounted and killed together.
 
+mod machined;
 mod rootfs;
 
 use std::collections::BTreeMap;
@@ -19,28 +20,40 @@ use crate::process::{find_executable, validate, DEFAULT_PATH};
 use crate::{ExecConfig, ExecError, ExecSpec, Exit, Network, Output};
 
 /// Who supervises an nspawn attempt. See [`supervision`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) enum Supervision {
     /// The agent starts `systemd-nspawn --register=no --keep-unit` itself, inside cgroups it
     /// created and limits itself. Works on every host, with or without systemd.
     OwnCgroups,
-    /// systemd runs nspawn in a transient unit created over D-Bus (`StartTransientUnit` with
-    /// `Delegate=yes`, `MemoryMax=`, `CPUQuota=`, `TasksMax=`; machined registration): the
-    /// proper path where PID 1 is systemd, so that `systemctl`/`machinectl` see the attempt.
-    /// Not implemented yet.
-    #[allow(dead_code)] // the seam for the D-Bus path
-    SystemdUnit,
+    /// systemd's way, where PID 1 is systemd and machined is on the system bus: nspawn
+    /// registers the container with machined in a scope unit that carries the limits, and the
+    /// agent kills and inspects it over D-Bus (`machined.rs`).
+    Machined(zbus::Connection),
 }
 
-/// Which supervision path nspawn attempts take on this host. The seam for the systemd path:
-/// where `/run/systemd/system` exists, this is where [`Supervision::SystemdUnit`] will be
-/// chosen once implemented; until then every host uses [`Supervision::OwnCgroups`], which
-/// works there too (with the agent's cgroup delegated).
-pub(crate) fn supervision() -> Supervision {
-    if systemd_is_pid1() {
-        tracing::debug!("systemd is PID 1, but transient units are not implemented: nspawn runs under the agent's own cgroups");
-    }
-    Supervision::OwnCgroups
+/// Which supervision path nspawn attempts take on this host, decided once: [`Supervision::Machined`]
+/// where systemd is PID 1 and machined answers on the system bus, else
+/// [`Supervision::OwnCgroups`] (with the reason logged).
+pub(crate) async fn supervision() -> Supervision {
+    static CHOSEN: tokio::sync::OnceCell<Supervision> = tokio::sync::OnceCell::const_new();
+    CHOSEN
+        .get_or_init(|| async {
+            if !systemd_is_pid1() {
+                return Supervision::OwnCgroups;
+            }
+            match machined::connect().await {
+                Ok(conn) => {
+                    tracing::info!("nspawn attempts run as machined scopes under {}", machined::SLICE);
+                    Supervision::Machined(conn)
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "systemd is PID 1 but machined is not reachable: nspawn attempts run under the agent's own cgroups");
+                    Supervision::OwnCgroups
+                }
+            }
+        })
+        .await
+        .clone()
 }
 
 /// systemd's own test (`sd_booted`).
@@ -79,30 +92,38 @@ pub(crate) async fn run(
         }
     }
     let rootfs = rootfs::prepare(&config.work_root, image).await?;
-    match supervision() {
-        Supervision::OwnCgroups => {}
-        Supervision::SystemdUnit => unreachable!("not chosen until implemented"),
-    }
+    let supervision = supervision().await;
     silence_propagate_warning().await;
 
+    let registration = match &supervision {
+        Supervision::OwnCgroups => None,
+        Supervision::Machined(_) => Some(machined::registration_args(&spec.limits)),
+    };
     let launch = Launch {
         parent: config.cgroup_parent.clone(),
         name: spec.name.clone(),
         program: nspawn,
         arg0: "systemd-nspawn".into(),
-        args: nspawn_args(&spec, &rootfs),
+        args: nspawn_args(&spec, &rootfs, registration),
         // nspawn itself gets nothing from the agent; the container gets `--setenv`s.
         env: BTreeMap::from([("PATH".to_string(), DEFAULT_PATH.to_string())]),
         cwd: PathBuf::from("/"),
         private_network: false, // --private-network does it
+        user: None,             // nspawn needs root; `--user` picks the container's user
         limits: spec.limits,
         timeout: spec.timeout,
     };
-    let mut exit = supervise::supervise(launch, output, cancel, |e| ExecError::Io {
+    let spawn_error = |e| ExecError::Io {
         context: "starting systemd-nspawn".into(),
         source: e,
-    })
-    .await?;
+    };
+    let mut exit = match supervision {
+        Supervision::OwnCgroups => supervise::supervise(launch, output, cancel, spawn_error).await?,
+        Supervision::Machined(conn) => {
+            let machine = machined::Machine::new(conn, &spec.name);
+            run_registered(machine, launch, output, cancel, spawn_error).await?
+        }
+    };
     // nspawn reports a payload killed by a signal as exit status 255 without naming the
     // signal; the OOM killer's is SIGKILL.
     if exit.oom_killed && exit.code == Some(255) {
@@ -112,14 +133,71 @@ pub(crate) async fn run(
     Ok(exit)
 }
 
+/// The machined path: the container lives in its own scope, so a cancel or timeout kills it
+/// through machined (every process of the scope, SIGKILL) before the nspawn process itself is
+/// reaped by the usual supervisor; the scope's result tells an OOM kill.
+async fn run_registered(
+    mut machine: machined::Machine,
+    mut launch: Launch,
+    output: mpsc::Sender<Output>,
+    cancel: CancellationToken,
+    spawn_error: impl FnOnce(std::io::Error) -> ExecError,
+) -> Result<Exit, ExecError> {
+    let timeout = launch.timeout.take();
+    // The limits are the scope's; nspawn's own group only holds nspawn.
+    launch.limits = crate::Limits::default();
+    let inner = CancellationToken::new();
+    let supervised = supervise::supervise(launch, output, inner.clone(), spawn_error);
+    tokio::pin!(supervised);
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut learn = tokio::time::interval(machined::LEARN_EVERY);
+    let mut oom = tokio::time::interval(machined::OOM_EVERY);
+    let (mut timed_out, mut cancelled, mut known) = (false, false, false);
+    let result = loop {
+        let stopping = timed_out || cancelled;
+        tokio::select! {
+            r = &mut supervised => break r,
+            _ = learn.tick(), if !known => known = machine.learn_unit().await,
+            _ = oom.tick(), if known => machine.watch_oom(),
+            () = &mut deadline, if !stopping => {
+                timed_out = true;
+                stop(&machine, &inner).await;
+            }
+            () = cancel.cancelled(), if !stopping => {
+                cancelled = true;
+                stop(&machine, &inner).await;
+            }
+        }
+    };
+    let mut exit = result?;
+    exit.timed_out |= timed_out;
+    exit.cancelled |= cancelled;
+    if !exit.cancelled && !exit.timed_out && exit.code != Some(0) && machine.oom_killed().await {
+        exit.oom_killed = true;
+    }
+    Ok(exit)
+}
+
+async fn stop(machine: &machined::Machine, inner: &CancellationToken) {
+    if let Err(e) = machine.kill_all().await {
+        tracing::warn!(error = %e, "killing the container through machined");
+    }
+    inner.cancel();
+}
+
 /// The full `systemd-nspawn` command line (after the program name).
-fn nspawn_args(spec: &ExecSpec, rootfs: &Path) -> Vec<String> {
+/// `registration`: the machined path's flags; `None` = no registration, stay in the cgroup the
+/// agent put nspawn in.
+fn nspawn_args(spec: &ExecSpec, rootfs: &Path, registration: Option<Vec<String>>) -> Vec<String> {
     let mut args: Vec<String> = [
         "--quiet",
         "--pipe",
-        // No system bus / machined here: no registration, stay in the cgroup we put it in.
-        "--register=no",
-        "--keep-unit",
         "--as-pid2",
         "--volatile=overlay",
         // The payload, not the nspawn supervisor, is what the OOM killer should pick.
@@ -128,6 +206,10 @@ fn nspawn_args(spec: &ExecSpec, rootfs: &Path) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
+    match registration {
+        None => args.extend(["--register=no".to_string(), "--keep-unit".to_string()]),
+        Some(flags) => args.extend(flags),
+    }
     args.push(format!("--machine={}", spec.name));
     args.push(format!("--directory={}", rootfs.display()));
     if spec.network == Network::Private {
@@ -135,6 +217,13 @@ fn nspawn_args(spec: &ExecSpec, rootfs: &Path) -> Vec<String> {
     }
     if let Some(w) = &spec.workdir {
         args.push(format!("--chdir={w}"));
+    }
+    if let Some(u) = &spec.user {
+        // A user of the container's own /etc/passwd (nspawn looks it up inside).
+        args.push(format!("--user={u}"));
+    }
+    for d in &spec.devices {
+        args.push(format!("--bind={}", d.display()));
     }
     let mut env = spec.env.clone();
     env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
@@ -195,11 +284,13 @@ mod tests {
             image: Some("/r".into()),
             env: BTreeMap::from([("A".to_string(), "b c".to_string())]),
             workdir: Some("/tmp".into()),
+            user: Some("builder".into()),
             limits: Limits::default(),
             network: Network::Private,
+            devices: vec!["/dev/nvidia0".into()],
             timeout: None,
         };
-        let args = nspawn_args(&spec, Path::new("/r"));
+        let args = nspawn_args(&spec, Path::new("/r"), None);
         for flag in [
             "--register=no",
             "--keep-unit",
@@ -208,9 +299,11 @@ mod tests {
             "--oom-score-adjust=1000",
             "--private-network",
             "--chdir=/tmp",
+            "--user=builder",
             "--setenv=A=b c",
             "--machine=t-1",
             "--directory=/r",
+            "--bind=/dev/nvidia0",
         ] {
             assert!(args.iter().any(|a| a == flag), "{flag} missing from {args:?}");
         }
@@ -220,11 +313,22 @@ mod tests {
             network: Network::Host,
             ..spec
         };
-        assert!(!nspawn_args(&host, Path::new("/r")).contains(&"--private-network".to_string()));
+        assert!(!nspawn_args(&host, Path::new("/r"), None).contains(&"--private-network".to_string()));
+        let registered = nspawn_args(&host, Path::new("/r"), Some(vec!["--register=yes".into()]));
+        assert!(registered.contains(&"--register=yes".to_string()));
+        assert!(!registered
+            .iter()
+            .any(|a| a == "--keep-unit" || a == "--register=no"));
     }
 
-    #[test]
-    fn supervision_is_own_cgroups_everywhere_for_now() {
-        assert_eq!(supervision(), Supervision::OwnCgroups);
+    /// Here PID 1 is not systemd: the agent's own cgroups. (The machined path is tested in
+    /// the appliance VM, `tests/image.rs`.)
+    #[tokio::test]
+    async fn without_systemd_as_pid1_nspawn_runs_under_own_cgroups() {
+        if systemd_is_pid1() {
+            eprintln!("systemd is PID 1 here: the machined path is chosen where machined answers");
+            return;
+        }
+        assert!(matches!(supervision().await, Supervision::OwnCgroups));
     }
 }

@@ -1,11 +1,12 @@
 //! The `exec` executor: a plain process in its own cgroups.
 //!
-//! The process starts with an empty environment plus the spec's and a minimal `PATH`, in a
-//! fresh scratch directory (`<work_root>/scratch/<name>`, also its `HOME` and `TMPDIR`) that is
-//! removed afterwards, with stdin from `/dev/null` and, unless the spec asks for the host's
+//! The process starts with an empty environment plus the spec's and a minimal `PATH`, as the
+//! spec's user or the node's default (`nobody`; see [`crate::user`]), in a fresh scratch
+//! directory (`<scratch_root>/<name>`, owned by that user, also its `HOME` and `TMPDIR`) that
+//! is removed afterwards, with stdin from `/dev/null` and, unless the spec asks for the host's
 //! network, in a network namespace of its own.
 
-mod pre_exec;
+mod spawn;
 pub(crate) mod supervise;
 
 use std::io;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroup;
+use crate::user::Ids;
 use crate::{ExecConfig, ExecError, ExecSpec, Exit, Network, Output};
 use supervise::Launch;
 
@@ -29,13 +31,15 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) -> Result<Exit, ExecError> {
     validate(&spec)?;
-    let scratch = Scratch::create(&config.work_root.join("scratch").join(&spec.name)).await?;
+    let user = crate::user::resolve(spec.user.as_deref(), &config.users)?;
+    let scratch = Scratch::create(&config.scratch_root, &spec.name, user.as_ref()).await?;
     let cwd = match &spec.workdir {
         None => scratch.path().to_path_buf(),
         // Relative to the scratch dir, like a shell started there would see it.
         Some(w) => scratch.path().join(w),
     };
     if !cwd.is_dir() {
+        scratch.remove().await;
         return Err(ExecError::InvalidSpec {
             field: "workdir",
             message: format!("{} is not a directory", cwd.display()),
@@ -58,6 +62,7 @@ pub(crate) async fn run(
         env,
         cwd,
         private_network: spec.network == Network::Private,
+        user,
         limits: spec.limits,
         timeout: spec.timeout,
     };
@@ -147,16 +152,39 @@ fn spawn_error(command: &str, e: io::Error) -> ExecError {
 struct Scratch(Option<PathBuf>);
 
 impl Scratch {
-    async fn create(path: &Path) -> Result<Self, ExecError> {
+    /// `<root>/<name>`, 0700 and owned by the attempt's user (`root` is created 0711 if
+    /// missing: others may pass through it, not list it).
+    async fn create(root: &Path, name: &str, user: Option<&Ids>) -> Result<Self, ExecError> {
         let io_err = |context: String| move |source| ExecError::Io { context, source };
-        if tokio::fs::symlink_metadata(path).await.is_ok() {
+        let path = root.join(name);
+        if tokio::fs::symlink_metadata(&path).await.is_ok() {
             tracing::warn!(dir = %path.display(), "removing a leftover scratch dir");
-            remove_dir(path.to_path_buf()).await;
+            remove_dir(path.clone()).await;
         }
-        tokio::fs::create_dir_all(path)
+        let mut dirs = tokio::fs::DirBuilder::new();
+        dirs.recursive(true).mode(0o711);
+        dirs.create(root)
+            .await
+            .map_err(io_err(format!("creating scratch root {}", root.display())))?;
+        tokio::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
             .await
             .map_err(io_err(format!("creating scratch dir {}", path.display())))?;
-        Ok(Scratch(Some(path.to_path_buf())))
+        let scratch = Scratch(Some(path.clone()));
+        if let Some(ids) = user {
+            let (uid, gid) = (ids.uid, ids.gid);
+            let owned = path.clone();
+            tokio::task::spawn_blocking(move || std::os::unix::fs::chown(&owned, Some(uid), Some(gid)))
+                .await
+                .map_err(|e| io_err(format!("chown of {}", path.display()))(io::Error::other(e)))?
+                .map_err(io_err(format!(
+                    "giving scratch dir {} to {} ({uid}:{gid})",
+                    path.display(),
+                    ids.name
+                )))?;
+        }
+        Ok(scratch)
     }
 
     fn path(&self) -> &Path {

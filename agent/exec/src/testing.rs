@@ -21,10 +21,23 @@ pub fn build_busybox_rootfs(root: &Path) -> io::Result<()> {
         std::fs::create_dir_all(root.join(d))?;
     }
     std::fs::copy(busybox, root.join("bin/busybox"))?;
-    let status = Command::new("chroot")
-        .arg(root)
-        .args(["/bin/busybox", "--install", "-s"])
-        .status()?;
+    // A parallel test forking while the copy was open for writing holds that descriptor until
+    // its exec: running the fresh copy then fails with ETXTBSY for a moment. Try again.
+    let mut tries = 0;
+    let status = loop {
+        match Command::new("chroot")
+            .arg(root)
+            .args(["/bin/busybox", "--install", "-s"])
+            .status()
+        {
+            // chroot reports the busy file as "cannot execute" (126).
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {}
+            Ok(s) if s.code() == Some(126) && tries < 50 => {}
+            other => break other?,
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     if !status.success() {
         return Err(io::Error::other(format!("busybox --install failed: {status}")));
     }

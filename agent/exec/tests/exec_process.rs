@@ -82,6 +82,40 @@ async fn exit_code_is_reported() {
     assert_eq!((exit.code, exit.signal, exit.exit_code()), (None, Some(15), 143));
 }
 
+/// The process starts with no signal blocked and SIGPIPE at its default (the agent ignores
+/// it, and the process is started from the agent's memory), so `yes | head` ends.
+#[tokio::test]
+async fn signals_start_unblocked_and_sigpipe_at_its_default() {
+    if !can_run(&[SH]) {
+        return;
+    }
+    let (ex, _dir) = executors();
+    let ran = run(
+        &ex,
+        sh(
+            Kind::Exec,
+            "signals",
+            "grep -E '^Sig(Blk|Ign)' /proc/self/status; yes | head -n 2",
+        ),
+    )
+    .await;
+    assert_eq!(ran.exit().code, Some(0), "{}", ran.stderr());
+    let out = ran.stdout();
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex mask"))
+            .unwrap_or_else(|| panic!("{name} missing: {out}"))
+    };
+    assert_eq!(field("SigBlk:"), 0, "{out}");
+    assert_eq!(
+        field("SigIgn:") & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
+    assert!(out.ends_with("y\ny\n"), "{out}");
+}
+
 #[tokio::test]
 async fn a_closed_output_channel_discards_output_without_blocking_the_task() {
     if !can_run(&[SH]) {
@@ -289,12 +323,89 @@ async fn scratch_dir_is_cwd_home_and_tmpdir_and_is_removed() {
         "scratch",
         "pwd; echo $HOME; echo $TMPDIR; echo data > file; ls",
     );
-    let expected = dir.path().join("scratch").join(&spec.name);
+    let expected = ex.config().scratch_root.join(&spec.name);
     let ran = run(&ex, spec).await;
-    assert_eq!(ran.exit().code, Some(0));
+    assert_eq!(ran.exit().code, Some(0), "{}", ran.stderr());
     let shown = expected.display().to_string();
     assert_eq!(ran.stdout(), format!("{shown}\n{shown}\n{shown}\nfile\n"));
     assert!(!expected.exists(), "{shown} survived the run");
+    drop(dir);
+}
+
+/// The uid, gid and groups a process of the attempt has, as `id` prints them.
+fn ids_of(ran: &Ran) -> (String, String, String) {
+    let out = ran.stdout();
+    let mut lines = out.lines().map(str::to_string);
+    let mut next = || lines.next().unwrap_or_default();
+    (next(), next(), next())
+}
+
+#[tokio::test]
+async fn tasks_run_as_nobody_by_default_and_never_as_root_unless_allowed() {
+    if !can_run(&[SH]) || !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: switching users needs root");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root");
+        return;
+    }
+    let (ex, _dir) = executors();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody");
+    // Default: nobody, with nobody's groups only (none of root's), owning its scratch dir;
+    // files it creates get the usual 0644, not the agent's private umask.
+    let ran = run(
+        &ex,
+        sh(
+            Kind::Exec,
+            "nobody",
+            "id -u; id -g; id -G; stat -c '%u %a' .; touch f; stat -c '%a' f; grep '^CapEff' /proc/self/status",
+        ),
+    )
+    .await;
+    assert_eq!(ran.exit().code, Some(0), "{} {}", ran.stdout(), ran.stderr());
+    let (uid, gid, groups) = ids_of(&ran);
+    assert_eq!(uid, nobody.uid.to_string());
+    assert_eq!(gid, nobody.gid.to_string());
+    assert!(!groups.split_whitespace().any(|g| g == "0"), "{groups}");
+    let out = ran.stdout();
+    let rest: Vec<&str> = out.lines().skip(3).collect();
+    assert_eq!(rest[0], format!("{} 700", nobody.uid), "{out}");
+    assert_eq!(rest[1], "644", "{out}");
+    assert_eq!(
+        rest[2].split_whitespace().last(),
+        Some("0000000000000000"),
+        "{out}"
+    );
+
+    // A bare uid without a passwd entry: that uid and its own group.
+    let mut bare = sh(Kind::Exec, "bare-uid", "id -u; id -g; id -G");
+    bare.user = Some("4000123".into());
+    let ran = run(&ex, bare).await;
+    assert_eq!(ran.exit().code, Some(0), "{}", ran.stderr());
+    assert_eq!(
+        ids_of(&ran),
+        ("4000123".into(), "4000123".into(), "4000123".into())
+    );
+
+    // Root is refused by default, naming the field and the setting that allows it; an unknown
+    // user is named.
+    for (user, says) in [
+        ("root", "tasks.allow_root"),
+        ("0", "tasks.allow_root"),
+        ("no-such-user-42", "no-such-user-42"),
+    ] {
+        let mut s = spec(Kind::Exec, "root", &["id", "-u"]);
+        s.user = Some(user.into());
+        match run(&ex, s).await.result {
+            Err(ExecError::InvalidSpec {
+                field: "user",
+                message,
+            }) => {
+                assert!(message.contains(says), "{user}: {message}")
+            }
+            other => panic!("{user}: expected InvalidSpec(user), got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -31,6 +31,8 @@ impl Fixture {
             work_root: self.work_root.clone(),
             podman_socket: None,
             cgroup_parent: "cortex-test".into(),
+            users: cortex_exec::UserPolicy::default(),
+            scratch_root: cortex_exec::default_scratch_root("cortex-test"),
         }
     }
 
@@ -197,8 +199,10 @@ fn spec(what: &str, script: &str) -> ExecSpec {
         image: Some(IMAGE.into()),
         env: BTreeMap::new(),
         workdir: None,
+        user: None,
         limits: Limits::default(),
         network: Network::Private,
+        devices: Vec::new(),
         timeout: None,
     }
 }
@@ -474,6 +478,8 @@ async fn a_service_given_by_socket_is_used_as_is() {
         work_root: elsewhere.clone(),
         podman_socket: Some(f.socket()),
         cgroup_parent: "cortex-test".into(),
+        users: cortex_exec::UserPolicy::default(),
+        scratch_root: cortex_exec::default_scratch_root("cortex-test"),
     };
     let executors = Executors::new(config.clone()).expect("executors");
     let (tx, mut rx) = mpsc::channel(16);
@@ -505,6 +511,8 @@ async fn a_dead_service_is_started_again_and_its_leftover_containers_removed() {
         work_root: work_root.clone(),
         podman_socket: None,
         cgroup_parent: "cortex-test".into(),
+        users: cortex_exec::UserPolicy::default(),
+        scratch_root: cortex_exec::default_scratch_root("cortex-test"),
     };
     import_image(&config, &f.tarball, IMAGE).await.expect("import");
     let socket = work_root.join("podman/podman.sock");

@@ -8,8 +8,30 @@ use cortex_model::inventory::{GpuInfo, GpuInventory};
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
+/// Test seam: `CORTEX_TEST_FAKE_GPUS=N` reports N simulated GPUs instead of asking NVML, so
+/// GPU placement and assignment can be tested end to end on machines without an NVIDIA GPU
+/// (the only thing the project mocks). The inventory warns that they are simulated.
+pub const FAKE_GPUS_ENV: &str = "CORTEX_TEST_FAKE_GPUS";
+
 /// Lists the NVIDIA GPUs NVML can see.
 pub fn collect(warnings: &mut Vec<String>) -> GpuInventory {
+    if let Some(n) = std::env::var(FAKE_GPUS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        warnings.push(format!("{n} simulated GPUs from {FAKE_GPUS_ENV} (testing only)"));
+        return GpuInventory {
+            unavailable: None,
+            devices: (0..n.min(64))
+                .map(|index| GpuInfo {
+                    index,
+                    name: "simulated GPU".into(),
+                    uuid: format!("GPU-simulated-{index}"),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+    }
     let nvml = match Nvml::init() {
         Ok(nvml) => nvml,
         Err(e) => {

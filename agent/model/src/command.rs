@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{BenchSummary, JoinInfo, NodeRecord, NodeRegistration, NodeState};
+use crate::node::{
+    BenchRequest, BenchSummary, JoinInfo, NetBenchRequest, NodeRecord, NodeRegistration, NodeState,
+};
 use crate::task::{NewTask, Placement, TaskId, TaskReport, WorkflowRecord};
 use crate::token::TokenRecord;
 use crate::{NodeId, UnixMillis};
@@ -71,6 +73,11 @@ pub enum Command {
         node_id: NodeId,
         at_ms: UnixMillis,
     },
+    /// Ends a drain: the node takes new work again (READY if it is alive).
+    UndrainNode {
+        node_id: NodeId,
+        at_ms: UnixMillis,
+    },
     /// Independent commands from concurrent clients, proposed as one entry (group commit):
     /// applied in order, each with its own outcome. Batches do not nest.
     Batch {
@@ -119,6 +126,41 @@ pub enum Command {
     SetNodeBench {
         node_id: NodeId,
         bench: BenchSummary,
+        /// The full report the summary was taken from (absent in entries from before it was
+        /// kept: then the record keeps no report).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<serde_json::Value>,
+        /// The request this run answers (its `requested_at_ms`); apply clears that request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answers: Option<UnixMillis>,
+        at_ms: UnixMillis,
+    },
+    /// Ask a node to run its self-benchmark again; it answers with `SetNodeBench`.
+    RequestBench {
+        node_id: NodeId,
+        request: BenchRequest,
+    },
+    /// Ask a node to be the peer of a network throughput run (one pending per node).
+    RequestNetBench {
+        node_id: NodeId,
+        request: NetBenchRequest,
+    },
+    /// The peer of a network run says where it listens for it.
+    NetBenchListening {
+        node_id: NodeId,
+        /// The request's `requested_at_ms`.
+        answers: UnixMillis,
+        addr: String,
+        at_ms: UnixMillis,
+    },
+    /// The peer of a network run records its report (figures or error); clears the request.
+    SetNetBench {
+        node_id: NodeId,
+        answers: UnixMillis,
+        /// `cortex-bench-net/…` JSON.
+        report: serde_json::Value,
+        /// One line for the event list (bounded).
+        summary: String,
         at_ms: UnixMillis,
     },
 }
@@ -136,6 +178,7 @@ impl Command {
             Command::RejectNode { .. } => "reject_node",
             Command::SetNodeState { .. } => "set_node_state",
             Command::RemoveNode { .. } => "remove_node",
+            Command::UndrainNode { .. } => "undrain_node",
             Command::Batch { .. } => "batch",
             Command::RevokeToken { .. } => "revoke_token",
             Command::SubmitTasks { .. } => "submit_tasks",
@@ -143,6 +186,10 @@ impl Command {
             Command::ReportTasks { .. } => "report_tasks",
             Command::CancelTasks { .. } => "cancel_tasks",
             Command::SetNodeBench { .. } => "set_node_bench",
+            Command::RequestBench { .. } => "request_bench",
+            Command::RequestNetBench { .. } => "request_net_bench",
+            Command::NetBenchListening { .. } => "net_bench_listening",
+            Command::SetNetBench { .. } => "set_net_bench",
             Command::SetNodeImages { .. } => "set_node_images",
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod inventory;
+mod netbench;
 pub mod node;
 pub mod placement;
 pub mod state;

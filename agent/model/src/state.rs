@@ -91,10 +91,15 @@ impl ClusterState {
                             inventory: node.inventory.clone(),
                             registered_at_ms: *at_ms,
                             updated_at_ms: *at_ms,
+                            drained: false,
                             join: None,
                             cert_pem: None,
                             bench: None,
                             images: Vec::new(),
+                            bench_report: None,
+                            bench_request: None,
+                            net_bench: None,
+                            net_bench_request: None,
                         };
                         self.nodes.insert(node.id, record.clone());
                         record
@@ -263,6 +268,16 @@ impl ClusterState {
                         reason: format!("node {} is {} and has not joined", n.name, n.state.as_str()),
                     };
                 }
+                // A drain lasts until an operator ends it: a drained node that is alive again
+                // is DRAINING, not READY.
+                if *state == NodeState::Draining {
+                    n.drained = true;
+                }
+                let state = if n.drained && *state == NodeState::Ready {
+                    &NodeState::Draining
+                } else {
+                    state
+                };
                 if n.state == *state {
                     return Outcome::Node {
                         node: Box::new(n.clone()),
@@ -284,6 +299,38 @@ impl ClusterState {
                         "node {name} ({node_id}): {} → {} ({reason})",
                         from.as_str(),
                         state.as_str()
+                    ),
+                );
+                Outcome::Node {
+                    node: Box::new(record),
+                }
+            }
+            Command::UndrainNode { node_id, at_ms } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
+                };
+                if !n.drained {
+                    return Outcome::Rejected {
+                        reason: format!("node {} is {}, not drained", n.name, n.state.as_str()),
+                    };
+                }
+                n.drained = false;
+                n.updated_at_ms = *at_ms;
+                let from = n.state;
+                if n.state == NodeState::Draining {
+                    n.state = NodeState::Ready;
+                }
+                let (name, record) = (n.name.clone(), n.clone());
+                self.event(
+                    *at_ms,
+                    Some(*node_id),
+                    "node_undrained",
+                    format!(
+                        "node {name} ({node_id}): drain ended, {} → {}",
+                        from.as_str(),
+                        record.state.as_str()
                     ),
                 );
                 Outcome::Node {
@@ -367,11 +414,18 @@ impl ClusterState {
             Command::SetNodeBench {
                 node_id,
                 bench,
+                report,
+                answers,
                 at_ms,
             } => {
                 if let Err(e) = bench.check() {
                     return Outcome::Rejected {
                         reason: format!("bench: {e}"),
+                    };
+                }
+                if let Some(Err(e)) = report.as_ref().map(crate::node::check_bench_report) {
+                    return Outcome::Rejected {
+                        reason: format!("bench report: {e}"),
                     };
                 }
                 let Some(n) = self.nodes.get_mut(node_id) else {
@@ -380,9 +434,64 @@ impl ClusterState {
                     };
                 };
                 n.bench = Some(bench.clone());
+                n.bench_report = report.clone();
+                let answered =
+                    answers.is_some() && n.bench_request.as_ref().map(|r| r.requested_at_ms) == *answers;
+                if answered {
+                    n.bench_request = None;
+                }
                 n.updated_at_ms = *at_ms;
                 Outcome::Node {
                     node: Box::new(n.clone()),
+                }
+            }
+            Command::RequestNetBench { node_id, request } => self.request_net_bench(*node_id, request),
+            Command::NetBenchListening {
+                node_id,
+                answers,
+                addr,
+                at_ms,
+            } => self.net_bench_listening(*node_id, *answers, addr, *at_ms),
+            Command::SetNetBench {
+                node_id,
+                answers,
+                report,
+                summary,
+                at_ms,
+            } => self.set_net_bench(*node_id, *answers, report, summary, *at_ms),
+            Command::RequestBench { node_id, request } => {
+                let Some(n) = self.nodes.get_mut(node_id) else {
+                    return Outcome::Rejected {
+                        reason: format!("no node with id {node_id}"),
+                    };
+                };
+                if !matches!(
+                    n.state,
+                    NodeState::Ready | NodeState::Suspect | NodeState::Draining
+                ) {
+                    return Outcome::Rejected {
+                        reason: format!(
+                            "node {} is {}: only a ready, suspect or draining node can run its benchmark",
+                            n.name,
+                            n.state.as_str()
+                        ),
+                    };
+                }
+                n.bench_request = Some(request.clone());
+                n.updated_at_ms = request.requested_at_ms;
+                let (name, at) = (n.name.clone(), request.requested_at_ms);
+                let record = n.clone();
+                self.event(
+                    at,
+                    Some(*node_id),
+                    "bench_requested",
+                    format!(
+                        "node {name} asked to run its {} benchmark again",
+                        if request.quick { "quick" } else { "full" }
+                    ),
+                );
+                Outcome::Node {
+                    node: Box::new(record),
                 }
             }
         }
@@ -476,10 +585,15 @@ impl ClusterState {
             inventory: node.inventory.clone(),
             registered_at_ms: at_ms,
             updated_at_ms: at_ms,
+            drained: false,
             join: Some(join.clone()),
             cert_pem: None,
             bench: bench.cloned(),
             images: Vec::new(),
+            bench_report: None,
+            bench_request: None,
+            net_bench: None,
+            net_bench_request: None,
         };
         self.nodes.insert(node.id, record.clone());
         self.event(
@@ -712,6 +826,8 @@ mod tests {
             let set = Command::SetNodeBench {
                 node_id: 4,
                 bench: b,
+                report: None,
+                answers: None,
                 at_ms: 30,
             };
             assert!(matches!(s.apply(&set), Outcome::Rejected { .. }));
@@ -721,11 +837,156 @@ mod tests {
         let set = Command::SetNodeBench {
             node_id: 5,
             bench: bench(3.0),
+            report: None,
+            answers: None,
             at_ms: 30,
         };
         assert!(matches!(s.apply(&set), Outcome::Node { .. }));
         assert_eq!(s.nodes[&5].bench, Some(bench(3.0)));
         assert_eq!(s.nodes[&5].updated_at_ms, 30);
+    }
+
+    fn report(gflops: f64) -> serde_json::Value {
+        serde_json::json!({ "format": "cortex-bench/1", "cpu": { "f64_all_cores": { "median": gflops } } })
+    }
+
+    fn set_bench(node_id: NodeId, report: Option<serde_json::Value>, answers: Option<u64>) -> Command {
+        Command::SetNodeBench {
+            node_id,
+            bench: bench(7.0),
+            report,
+            answers,
+            at_ms: 60,
+        }
+    }
+
+    #[test]
+    fn a_drain_lasts_through_down_and_back_until_undrained() {
+        let mut s = ClusterState::default();
+        s.apply(&join_cmd(4, "csr", None));
+        let set = |state: NodeState| Command::SetNodeState {
+            node_id: 4,
+            state,
+            reason: "test".into(),
+            at_ms: 1,
+        };
+        let undrain = Command::UndrainNode { node_id: 4, at_ms: 2 };
+        if let Some(n) = s.nodes.get_mut(&4) {
+            n.state = NodeState::Ready;
+        }
+        assert!(
+            matches!(s.apply(&undrain), Outcome::Rejected { .. }),
+            "not drained"
+        );
+        s.apply(&set(NodeState::Draining));
+        assert!(s.nodes[&4].drained);
+        for (to, seen) in [
+            (NodeState::Suspect, NodeState::Suspect),
+            (NodeState::Down, NodeState::Down),
+            (NodeState::Ready, NodeState::Draining),
+        ] {
+            s.apply(&set(to));
+            assert_eq!(s.nodes[&4].state, seen, "{to:?}");
+            assert!(s.nodes[&4].drained);
+        }
+        assert!(matches!(s.apply(&undrain), Outcome::Node { .. }));
+        assert_eq!(s.nodes[&4].state, NodeState::Ready);
+        assert!(!s.nodes[&4].drained);
+        assert!(s.events.iter().any(|e| e.kind == "node_undrained"));
+        // A record from before the flag reads as not drained.
+        let mut v = serde_json::to_value(&s.nodes[&4]).expect("json");
+        assert!(v.get("drained").is_none(), "false is not written");
+        v.as_object_mut().map(|o| o.remove("drained"));
+        let back: NodeRecord = serde_json::from_value(v).expect("old record");
+        assert!(!back.drained);
+    }
+
+    #[test]
+    fn a_bench_request_is_kept_until_the_run_that_answers_it_and_the_report_is_stored() {
+        let mut s = ClusterState::default();
+        s.apply(&join_cmd(4, "csr", None));
+        let ask = |at: u64| Command::RequestBench {
+            node_id: 4,
+            request: crate::node::BenchRequest {
+                requested_at_ms: at,
+                quick: false,
+                by: Some("tok".into()),
+            },
+        };
+        // A pending node cannot be asked; a ready one can.
+        assert!(matches!(s.apply(&ask(40)), Outcome::Rejected { .. }));
+        if let Some(n) = s.nodes.get_mut(&4) {
+            n.state = NodeState::Ready;
+        }
+        assert!(matches!(s.apply(&ask(40)), Outcome::Node { .. }));
+        assert_eq!(
+            s.nodes[&4].bench_request.as_ref().map(|r| r.requested_at_ms),
+            Some(40)
+        );
+        assert!(matches!(
+            s.apply(&Command::RequestBench {
+                node_id: 9,
+                request: s.nodes[&4].bench_request.clone().unwrap()
+            }),
+            Outcome::Rejected { .. }
+        ));
+
+        // A run that answers nothing (a restart's quick run) keeps the request.
+        assert!(matches!(
+            s.apply(&set_bench(4, Some(report(7.0)), None)),
+            Outcome::Node { .. }
+        ));
+        assert!(s.nodes[&4].bench_request.is_some());
+        assert_eq!(s.nodes[&4].bench_report, Some(report(7.0)));
+        // An answer to an older request keeps the newer one.
+        s.apply(&set_bench(4, Some(report(7.0)), Some(39)));
+        assert!(s.nodes[&4].bench_request.is_some());
+        s.apply(&set_bench(4, Some(report(8.0)), Some(40)));
+        assert_eq!(s.nodes[&4].bench_request, None);
+        assert_eq!(s.nodes[&4].bench_report, Some(report(8.0)));
+        // A summary-only publish (an older node) leaves no stale report behind.
+        s.apply(&set_bench(4, None, None));
+        assert_eq!(s.nodes[&4].bench_report, None);
+
+        // Bad reports are refused and change nothing.
+        let before = s.clone();
+        let big = serde_json::json!({ "format": "cortex-bench/1", "pad": "x".repeat(crate::node::MAX_BENCH_REPORT_BYTES) });
+        for bad in [
+            serde_json::json!([1]),
+            serde_json::json!({ "format": "other/1" }),
+            serde_json::json!({}),
+            big,
+        ] {
+            let Outcome::Rejected { reason } = s.apply(&set_bench(4, Some(bad), None)) else {
+                panic!("a bad report must be refused")
+            };
+            assert!(reason.starts_with("bench report:"), "{reason}");
+        }
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn old_set_node_bench_entries_and_node_records_still_load() {
+        // As written before reports and requests were kept.
+        let old = r#"{"op":"set_node_bench","node_id":4,"bench":{"cpu_f64_gflops_all":1.0},"at_ms":3}"#;
+        let cmd: Command = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cmd,
+            Command::SetNodeBench {
+                report: None,
+                answers: None,
+                ..
+            }
+        ));
+        let mut s = ClusterState::default();
+        s.apply(&join_cmd(4, "csr", None));
+        let mut record = serde_json::to_value(&s.nodes[&4]).unwrap_or_default();
+        assert!(record.get("bench_report").is_none() && record.get("bench_request").is_none());
+        if let Some(o) = record.as_object_mut() {
+            o.remove("images");
+        }
+        let back: NodeRecord = serde_json::from_value(record).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.bench_report, None);
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cortex_cluster::pki::NodeCredentials;
+use cortex_model::node::{BenchRequest, NetBenchRequest};
 use cortex_proto::v1::cortex_client::CortexClient;
 use cortex_proto::v1::HeartbeatRequest;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig};
 
@@ -70,6 +72,10 @@ pub struct Heartbeat {
     data_dir: PathBuf,
     health: Health,
     channels: HashMap<String, Channel>,
+    /// Where a pending benchmark request from the heartbeat answer goes.
+    bench_requests: watch::Sender<Option<BenchRequest>>,
+    /// Where a pending network run (this node as the peer) from the heartbeat answer goes.
+    net_bench_requests: watch::Sender<Option<NetBenchRequest>>,
 }
 
 impl Heartbeat {
@@ -89,7 +95,19 @@ impl Heartbeat {
             data_dir,
             health: Health::default(),
             channels: HashMap::new(),
+            bench_requests: watch::channel(None).0,
+            net_bench_requests: watch::channel(None).0,
         }
+    }
+
+    /// The benchmark re-run this node was asked for (from the leader's heartbeat answer).
+    pub fn bench_requests(&self) -> watch::Receiver<Option<BenchRequest>> {
+        self.bench_requests.subscribe()
+    }
+
+    /// The network run this node was asked to be the peer of (from the heartbeat answer).
+    pub fn net_bench_requests(&self) -> watch::Receiver<Option<NetBenchRequest>> {
+        self.net_bench_requests.subscribe()
     }
 
     pub fn health(&self) -> Health {
@@ -148,6 +166,18 @@ impl Heartbeat {
                         self.coordinators = resp.coordinators;
                     }
                     self.leader = (!resp.leader_addr.is_empty()).then_some(resp.leader_addr);
+                    let request = serde_json::from_str::<BenchRequest>(&resp.bench_request_json).ok();
+                    self.bench_requests.send_if_modified(|r| {
+                        let changed = *r != request;
+                        *r = request;
+                        changed
+                    });
+                    let net = serde_json::from_str::<NetBenchRequest>(&resp.net_bench_request_json).ok();
+                    self.net_bench_requests.send_if_modified(|r| {
+                        let changed = *r != net;
+                        *r = net;
+                        changed
+                    });
                     self.health.set(true, format!("heartbeats accepted by {target}"));
                 }
                 Err(status) => {

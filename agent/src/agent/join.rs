@@ -12,7 +12,6 @@ use cortex_model::node::BenchSummary;
 use cortex_proto::v1::cortex_client::CortexClient;
 use cortex_proto::v1::JoinRequest;
 
-use super::code::verification_code;
 use crate::api::JoinToken;
 use crate::config::{Config, Role};
 
@@ -21,8 +20,9 @@ pub struct Request<'a> {
     pub node_id: u64,
     pub node_name: String,
     pub inventory: Inventory,
-    /// The quick benchmark's summary, when the node measured itself before asking.
-    pub bench: Option<BenchSummary>,
+    /// The quick benchmark's summary once measured (it runs beside the first requests: the node
+    /// is PENDING at once, and the next poll after the measurement carries its figures).
+    pub bench: tokio::sync::watch::Receiver<Option<BenchSummary>>,
     pub files: &'a NodeFiles,
 }
 
@@ -75,12 +75,8 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
         }
     };
     let csr_pem = csr_for_key(r.node_id, &key_pem)?;
-    let code = verification_code(&csr_pem);
+    let code = cortex_cluster::pki::csr_verification_code(&csr_pem)?;
     let inventory_json = serde_json::to_string(&r.inventory)?;
-    let bench_json = match &r.bench {
-        Some(b) => serde_json::to_string(b)?,
-        None => String::new(),
-    };
     let role = r.config.role;
     let (grpc_addr, http_addr) = match role {
         Role::Coordinator => (r.config.grpc_addr.to_string(), r.config.http_addr.to_string()),
@@ -97,10 +93,15 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
 
     let mut backoff = Duration::from_millis(500);
     let mut said_pending = false;
+    let mut said_figures = false;
     let mut attempt = 0usize;
     loop {
         let addr = &addrs[attempt % addrs.len()];
         attempt += 1;
+        let bench_json = match r.bench.borrow().as_ref() {
+            Some(b) => serde_json::to_string(b)?,
+            None => String::new(),
+        };
         let step = async {
             // The CA is checked against the token's pin inside the TLS handshake, before any
             // request is sent.
@@ -123,7 +124,14 @@ pub async fn until_approved(r: Request<'_>) -> anyhow::Result<NodeCredentials> {
             let resp = client.join(req.clone()).await?.into_inner();
             anyhow::Ok((resp, ca_pem, req))
         };
-        match step.await {
+        let answer = step.await;
+        if let Ok((_, _, req)) = &answer {
+            if !said_figures && !req.bench_json.is_empty() {
+                said_figures = true;
+                tracing::info!("the quick benchmark's figures went with the join request");
+            }
+        }
+        match answer {
             Ok((resp, ca_pem, req)) => match resp.status.as_str() {
                 "approved" => {
                     let creds = NodeCredentials {

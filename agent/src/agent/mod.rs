@@ -3,7 +3,6 @@
 //! heartbeats with its live resources over mTLS. A coordinator-role agent then also runs the
 //! coordinator daemon (Raft, API) — see `daemon::run_joined`.
 
-mod code;
 pub mod heartbeat;
 mod join;
 
@@ -47,34 +46,50 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::daemon::name_from_hostname(&inventory.hostname));
     let shutdown = crate::daemon::Shutdown::install()?;
+    // Up as far as systemd is concerned: waiting for a person to approve can take days.
+    crate::notify::notify(&format!("READY=1\nSTATUS=node {node_name} starting"));
 
-    // This start's benchmark summary, when it was measured before joining (the join request
-    // carries it, so the approver sees the figures; it is not measured twice).
-    let mut measured = None;
-    let creds = match load_node_credentials(&files)? {
-        Some(c) => c,
+    // This start's quick benchmark, when it was started while joining (the join requests carry
+    // its summary, so the approver sees the figures; it is not measured twice).
+    let (creds, measured): (_, crate::selfbench::Measuring) = match load_node_credentials(&files)? {
+        Some(c) => (c, None),
         None => {
-            if config.bench.on_start {
-                tracing::info!("measuring this machine before asking to join (quick benchmark, at most 5 s)");
-                measured = tokio::select! {
-                    m = crate::selfbench::measure(config.data_dir.clone()) => m,
-                    _ = shutdown.wait() => return Ok(()),
-                };
-            }
+            // The node asks at once (PENDING within a round trip) and measures meanwhile; the
+            // first poll after the measurement carries the figures to the pending record.
+            let (figures, bench) = tokio::sync::watch::channel(None);
+            let measuring = config.bench.on_start.then(|| {
+                tracing::info!("measuring this machine while asking to join (quick benchmark, at most 5 s)");
+                let dir = config.data_dir.clone();
+                tokio::spawn(async move {
+                    let report = crate::selfbench::measure(dir, true).await;
+                    if let Some(r) = &report {
+                        let _ = figures.send(Some(crate::selfbench::summary(r)));
+                    }
+                    report
+                })
+            });
             let request = join::Request {
                 config: &config,
                 node_id: identity.node_id,
                 node_name: node_name.clone(),
                 inventory,
-                bench: measured.clone(),
+                bench,
                 files: &files,
             };
-            tokio::select! {
+            crate::notify::notify("STATUS=asking to join; waiting for a person to approve this node");
+            let creds = tokio::select! {
                 r = join::until_approved(request) => r?,
                 _ = shutdown.wait() => return Ok(()),
-            }
+            };
+            // Approved before the measurement ended: the node starts (and heartbeats) at once;
+            // the report is published with its new certificate when the run ends.
+            (creds, measuring)
         }
     };
+    crate::notify::notify(&format!(
+        "STATUS=node {node_name}: approved, a {} of the cluster",
+        config.role.as_str()
+    ));
 
     if config.role == Role::Coordinator {
         drop((log_store, sm));
@@ -94,18 +109,33 @@ pub async fn run(config: Config, out: Output) -> anyhow::Result<()> {
         config.data_dir.clone(),
     );
     let health = beat.health();
+    let bench_requests = beat.bench_requests();
     let link = crate::worker::Link::Remote(std::sync::Arc::new(crate::worker::Remote {
         tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
         coordinators: coordinators.clone(),
     }));
     let worker = crate::worker::Worker {
         node_id: identity.node_id,
-        executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir, identity.node_id)?),
+        executors: std::sync::Arc::new(crate::worker::executors(&config, identity.node_id)?),
         link: link.clone(),
         fence_after: crate::worker::fence_after(&config.cluster),
         contact: health.clone(),
     };
     let worker_done = tokio::spawn(worker.run(shutdown.token()));
+    tokio::spawn(crate::selfbench::serve_requests(
+        link.clone(),
+        identity.node_id,
+        config.data_dir.clone(),
+        bench_requests,
+        shutdown.token(),
+    ));
+    tokio::spawn(crate::netbench::serve_requests(
+        link.clone(),
+        identity.node_id,
+        crate::netbench::cluster_ip(None, &coordinators),
+        beat.net_bench_requests(),
+        shutdown.token(),
+    ));
     if config.bench.on_start {
         tokio::spawn(crate::selfbench::run(
             link,

@@ -98,7 +98,16 @@ pub(super) fn parse_bench(field: &str, json: &str) -> Result<BenchSummary, ApiEr
     Ok(bench)
 }
 
-fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory, Option<BenchSummary>), ApiError> {
+/// A join request that passed validation.
+struct Valid {
+    role: NodeRole,
+    inventory: Inventory,
+    bench: Option<BenchSummary>,
+    /// The public key of its (verified) CSR.
+    key: Vec<u8>,
+}
+
+fn validate(input: &JoinInput) -> Result<Valid, ApiError> {
     if input.node_id == 0 || input.node_id >= (1 << 53) {
         return Err(ApiError::invalid("node_id", "must be between 1 and 2^53-1"));
     }
@@ -133,7 +142,7 @@ fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory, Option<BenchSumma
             format!("must be a PEM certificate request of at most {MAX_CSR} bytes"),
         ));
     }
-    cortex_cluster::pki::check_csr(&input.csr_pem)
+    let key = cortex_cluster::pki::csr_public_key(&input.csr_pem)
         .map_err(|e| ApiError::invalid("csr_pem", e.to_string()))?;
     if input.inventory_json.len() > MAX_INVENTORY {
         return Err(ApiError::invalid(
@@ -154,11 +163,39 @@ fn validate(input: &JoinInput) -> Result<(NodeRole, Inventory, Option<BenchSumma
             "must be 4 to 16 letters, digits or '-'",
         ));
     }
+    // The approver trusts this code to match the machine's console: it must be the one the
+    // key in csr_pem gives, not whatever the request claims.
+    if input.verification_code != cortex_cluster::pki::verification_code(&key) {
+        return Err(ApiError::invalid(
+            "verification_code",
+            "does not match the public key in csr_pem",
+        ));
+    }
     let bench = match input.bench_json.as_str() {
         "" => None,
         json => Some(parse_bench("bench_json", json)?),
     };
-    Ok((role, inventory, bench))
+    Ok(Valid {
+        role,
+        inventory,
+        bench,
+        key,
+    })
+}
+
+/// Whether `csr_pem` is `node` asking again rather than a new request. The same text is a poll
+/// from the same process. A node that was approved but stopped before it collected its
+/// certificate asks again from its saved key with a freshly signed request (different text, same
+/// key): that too is the same request, or it could never collect what it was granted (a rejected
+/// one hears its rejection again). A pending node's new request is not: it refreshes the record
+/// (inventory, code).
+fn same_request(node: &NodeRecord, csr_pem: &str, key: &[u8]) -> bool {
+    let Some(join) = node.join.as_ref() else {
+        return false;
+    };
+    join.csr_pem == csr_pem
+        || (node.state != NodeState::Pending
+            && cortex_cluster::pki::csr_public_key(&join.csr_pem).is_ok_and(|k| k == key))
 }
 
 impl NodeApi {
@@ -178,27 +215,39 @@ impl NodeApi {
                 )));
             }
         }
-        let (role, inventory, bench) = validate(&input)?;
+        let Valid {
+            role,
+            inventory,
+            bench,
+            key,
+        } = validate(&input)?;
         let digest = sha256_hex(input.token_secret.trim());
         let existing = self.inner.sm.state().nodes.get(&input.node_id).cloned();
         let same_request = existing
             .as_ref()
-            .is_some_and(|n| n.join.as_ref().is_some_and(|j| j.csr_pem == input.csr_pem));
+            .is_some_and(|n| same_request(n, &input.csr_pem, &key));
+        let original_token = existing
+            .as_ref()
+            .and_then(|n| n.join.as_ref())
+            .and_then(|j| j.token_id.clone());
+        // A pending node's poll that brings figures the record lacks (measured while its first
+        // request was on its way) refreshes the record; any other poll changes nothing.
+        let new_figures = same_request
+            && bench.is_some()
+            && existing
+                .as_ref()
+                .is_some_and(|n| n.state == NodeState::Pending && n.bench != bench);
         let token = {
             let state = self.inner.sm.state();
             if same_request {
                 // Polling about an earlier request: the same token must be presented, but it
                 // may since have been used up or expired.
-                let original = existing
-                    .as_ref()
-                    .and_then(|n| n.join.as_ref())
-                    .and_then(|j| j.token_id.clone());
                 let presented = state
                     .tokens
                     .values()
                     .find(|t| t.sha256 == digest)
                     .map(|t| t.id.clone());
-                if presented != original {
+                if presented != original_token {
                     return Err(ApiError::Unauthenticated(
                         "join refused: present the join token this node first joined with".into(),
                     ));
@@ -216,13 +265,17 @@ impl NodeApi {
             }
         };
         // Polling about an unchanged request changes nothing: answer from the state.
-        let node = match existing.filter(|_| same_request) {
+        let node = match existing.filter(|_| same_request && !new_figures) {
             Some(n) => n,
             None => {
                 let join = JoinInfo {
                     csr_pem: input.csr_pem.clone(),
                     verification_code: input.verification_code.clone(),
-                    token_id: token.as_ref().map(|t| t.id.clone()),
+                    token_id: match &token {
+                        Some(t) => Some(t.id.clone()),
+                        None if same_request => original_token.clone(),
+                        None => None,
+                    },
                     reject_reason: None,
                 };
                 let registration = NodeRegistration {

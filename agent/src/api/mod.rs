@@ -5,10 +5,12 @@
 mod auth;
 mod batch;
 mod bench;
+mod counts;
 mod error;
 mod forward;
 mod join;
 mod liveness;
+mod net_bench;
 mod status;
 pub mod tasks;
 mod tokens;
@@ -27,9 +29,11 @@ use openraft::error::{ClientWriteError, RaftError};
 use tonic::transport::ClientTlsConfig;
 
 pub use auth::{generate_token, sha256_hex, Caller};
+pub use bench::Published;
 pub use error::ApiError;
 pub use join::JoinInput;
 pub use liveness::Liveness;
+pub use net_bench::{NetAsk, NetPublished};
 pub use tokens::{JoinToken, NewToken};
 
 #[derive(Clone)]
@@ -52,6 +56,7 @@ struct Inner {
     join_limiter: join::RateLimiter,
     /// Writes go through the group-commit batcher (`batch.rs`).
     writes: batch::Sender,
+    task_log_limit: u64,
 }
 
 /// Everything a `NodeApi` is built from.
@@ -63,6 +68,8 @@ pub struct NodeApiParts {
     pub grpc_addr: String,
     pub ca: ClusterCa,
     pub node_tls: ClientTlsConfig,
+    /// `tasks.log_limit_bytes`: the log limit a submitted task gets when it sets none.
+    pub task_log_limit: u64,
 }
 
 const LEADERSHIP_CHANGED: &str =
@@ -92,6 +99,7 @@ impl NodeApi {
                 liveness: Liveness::default(),
                 join_limiter: join::RateLimiter::default(),
                 writes,
+                task_log_limit: p.task_log_limit,
             }),
         };
         // The batcher holds a clone; it ends when the runtime does.
@@ -188,6 +196,27 @@ impl NodeApi {
         let node = self.get_node(key)?;
         self.set_state(node.id, NodeState::Draining, "drained by an operator")
             .await
+    }
+
+    /// Ends a drain (scope operate): the node takes new work again, READY if it is alive.
+    pub async fn undrain_node(&self, caller: &Caller, key: &str) -> Result<NodeRecord, ApiError> {
+        caller.require(Scope::Operate)?;
+        let node = self.get_node(key)?;
+        if !node.drained {
+            return Err(ApiError::Rejected(format!(
+                "node {} is {}, not drained: nothing to undrain",
+                node.name,
+                node.state.as_str()
+            )));
+        }
+        let cmd = Command::UndrainNode {
+            node_id: node.id,
+            at_ms: now_ms(),
+        };
+        match self.write(cmd).await? {
+            Outcome::Node { node } => Ok(*node),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        }
     }
 
     /// A node that left and is heartbeating again is READY again (in the background: the

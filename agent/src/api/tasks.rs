@@ -95,6 +95,18 @@ pub struct Assignment {
     pub task_id: TaskId,
     pub attempt: u32,
     pub spec: TaskSpec,
+    /// The GPUs this attempt holds, from the node's inventory: `None` when the node has no
+    /// GPU, `Some(empty)` when it has GPUs but the task asked for none (they are hidden).
+    #[serde(default)]
+    pub gpus: Option<Vec<AssignedGpu>>,
+}
+
+/// One GPU of an assignment: its NVML index (device node `/dev/nvidia<index>`) and UUID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedGpu {
+    pub index: u32,
+    #[serde(default)]
+    pub uuid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,8 +132,15 @@ fn field_prefix(i: usize, n: usize) -> String {
 impl NodeApi {
     /// Validates and submits tasks. Needs scope `operate`. Nothing is created unless all of it
     /// is valid and could run somewhere.
-    pub async fn submit_tasks(&self, caller: &Caller, input: SubmitInput) -> Result<Submitted, ApiError> {
+    pub async fn submit_tasks(&self, caller: &Caller, mut input: SubmitInput) -> Result<Submitted, ApiError> {
         caller.require(Scope::Operate)?;
+        // This coordinator's `tasks.log_limit_bytes` for tasks that set none: fixed in the
+        // spec, so every node and replica agrees on it.
+        for spec in &mut input.tasks {
+            if spec.log_limit_bytes == 0 {
+                spec.log_limit_bytes = self.inner.task_log_limit;
+            }
+        }
         let n = input.tasks.len();
         if n == 0 {
             return Err(ApiError::invalid("tasks", "give at least one task"));
@@ -331,9 +350,12 @@ impl NodeApi {
         if records.is_empty() {
             return Vec::new();
         }
+        let started = std::time::Instant::now();
         let load = self.live_load();
         let state = self.inner.sm.state();
-        placement::schedule_candidates(&state, records.iter().collect(), &load, records.len())
+        let placed = placement::schedule_candidates(&state, records.iter().collect(), &load, records.len());
+        crate::metrics::global().observe_placement("submit", started.elapsed().as_secs_f64());
+        placed
     }
 
     fn live_load(&self) -> BTreeMap<NodeId, f64> {
@@ -355,6 +377,17 @@ impl NodeApi {
             .get(id)
             .cloned()
             .ok_or_else(|| task_not_found(id, state.tasks.keys()))
+    }
+
+    /// The task's record if it differs from `known` (compared in place, copied only when it
+    /// changed): what a watcher woken by an applied entry needs.
+    pub fn task_if_changed(&self, id: &str, known: &TaskRecord) -> Result<Option<TaskRecord>, ApiError> {
+        let state = self.inner.sm.state();
+        match state.tasks.get(id) {
+            Some(t) if t == known => Ok(None),
+            Some(t) => Ok(Some(t.clone())),
+            None => Err(task_not_found(id, state.tasks.keys())),
+        }
     }
 
     pub fn list_tasks(&self, f: &TaskFilter) -> Vec<TaskRecord> {
@@ -522,6 +555,11 @@ impl NodeApi {
     /// The attempts `node_id` should be running now.
     pub fn assignments(&self, node_id: NodeId) -> Vec<Assignment> {
         let state = self.inner.sm.state();
+        let node_gpus = state
+            .nodes
+            .get(&node_id)
+            .map(|n| n.inventory.gpus.devices.as_slice())
+            .unwrap_or_default();
         state
             .tasks
             .values()
@@ -530,6 +568,19 @@ impl NodeApi {
                 task_id: t.id.clone(),
                 attempt: t.attempt,
                 spec: t.spec.clone(),
+                gpus: (!node_gpus.is_empty()).then(|| {
+                    t.current_gpus()
+                        .iter()
+                        .map(|&index| AssignedGpu {
+                            index,
+                            uuid: node_gpus
+                                .iter()
+                                .find(|g| g.index == index)
+                                .map(|g| g.uuid.clone())
+                                .unwrap_or_default(),
+                        })
+                        .collect()
+                }),
             })
             .collect()
     }

@@ -1,4 +1,6 @@
-//! `cortex bench`: the self-benchmark on this host (no node needs to be running).
+//! `cortex bench`: the self-benchmark on this host (no node needs to be running); with
+//! `--publish`, a node of the cluster runs it and records it (`bench_publish.rs`);
+//! `cortex bench net --peer <node>`: network throughput to a node (`bench_net.rs`).
 
 use std::path::PathBuf;
 
@@ -6,10 +8,14 @@ use anyhow::Context;
 use cortex_bench::{Figure, Options, Report};
 
 use super::output::{self, Output};
+use crate::client::ClientArgs;
 use crate::config::{FlagOverrides, Sources};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// The short run a booting node does (≤ 5 s): fewer repeats, smaller sizes.
     #[arg(long)]
     pub quick: bool,
@@ -19,9 +25,39 @@ pub struct BenchArgs {
     /// Threads for the all-core figures (default: every CPU this process may use).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Ask a node of the cluster to run its benchmark (the full run; with --quick the short
+    /// one) and record it on its node record, then print what was recorded. The node's agent
+    /// measures and publishes; this needs a token with scope operate.
+    #[arg(long, conflicts_with_all = ["data_dir", "threads"])]
+    pub publish: bool,
+    /// With --publish: the node (id or name). Default: this machine's node (the configured
+    /// node_name, else the host name).
+    #[arg(long, value_name = "NODE", requires = "publish")]
+    pub node: Option<String>,
+    /// With --publish: how long to wait for the node to record the result.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90, requires = "publish",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub wait: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Network throughput between this machine and a node of the cluster: one plain TCP
+    /// stream each way (no TLS in the path), authorised by a one-time secret; the peer records
+    /// the result on its node record (net_bench). Needs a token with scope operate.
+    Net(super::bench_net::NetArgs),
 }
 
 pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Net(net)) = args.command {
+        return super::bench_net::run(net, out).await;
+    }
+    if args.publish {
+        let wait = std::time::Duration::from_secs(args.wait);
+        return super::bench_publish::run(&args.client, args.node, args.quick, wait, out).await;
+    }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => crate::config::load(&Sources::system(), &FlagOverrides::default())?.data_dir,
@@ -77,7 +113,7 @@ fn conditions(f: &Figure) -> String {
 
 /// The human report: host line, one table row per figure with its spread, then NICs, GPUs and
 /// notes.
-fn human(r: &Report) -> String {
+pub(super) fn human(r: &Report) -> String {
     let mut s = String::new();
     let features = r.host.cpu_features.join(" ");
     s.push_str(&output::fields(&[

@@ -61,8 +61,8 @@ pub async fn run(
                 grpc_addr: String::new(),
                 http_addr: "127.0.0.1:9".into(),
                 inventory_json: inventory.clone(),
+                verification_code: cortex_cluster::pki::csr_verification_code(&csr_pem)?,
                 csr_pem,
-                verification_code: "SIM-0000".into(),
                 bench_json: String::new(),
             })
             .await?

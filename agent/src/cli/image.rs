@@ -47,6 +47,8 @@ fn exec_config(data_dir: Option<PathBuf>) -> anyhow::Result<cortex_exec::ExecCon
         work_root: data_dir.join("exec"),
         podman_socket: None,
         cgroup_parent: "cortex-cli".into(),
+        users: cortex_exec::UserPolicy::default(),
+        scratch_root: cortex_exec::default_scratch_root("cortex-cli"),
     })
 }
 

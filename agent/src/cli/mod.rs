@@ -1,6 +1,8 @@
 //! Command-line surface: argument definitions and dispatch.
 
 mod bench;
+mod bench_net;
+mod bench_publish;
 mod events;
 mod heartbeats;
 mod image;
@@ -140,8 +142,16 @@ pub enum NodeCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Drain a node: it stays in the cluster but gets no new work. Needs scope operate.
+    /// Drain a node: it stays in the cluster but gets no new work (until `undrain`, also
+    /// across a restart). Needs scope operate.
     Drain {
+        /// Node id or name.
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End a drain: the node takes new work again. Needs scope operate.
+    Undrain {
         /// Node id or name.
         node: String,
         #[command(flatten)]
@@ -251,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NodeCommand::Label { node, labels, client } => node::label(&client, &node, &labels, out).await?,
             NodeCommand::Approve { node, client } => node::approve(&client, &node, out).await?,
             NodeCommand::Drain { node, client } => node::drain(&client, &node, out).await?,
+            NodeCommand::Undrain { node, client } => node::undrain(&client, &node, out).await?,
             NodeCommand::Remove { node, client } => node::remove(&client, &node, out).await?,
             NodeCommand::Reject { node, reason, client } => {
                 node::reject(&client, &node, &reason, out).await?

@@ -107,6 +107,7 @@ enum Decision {
     Approve,
     Reject,
     Drain,
+    Undrain,
     Remove,
 }
 
@@ -116,6 +117,10 @@ pub async fn approve(args: &ClientArgs, key: &str, out: Output) -> anyhow::Resul
 
 pub async fn drain(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
     decide(args, key, "", Decision::Drain, out).await
+}
+
+pub async fn undrain(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
+    decide(args, key, "", Decision::Undrain, out).await
 }
 
 pub async fn remove(args: &ClientArgs, key: &str, out: Output) -> anyhow::Result<()> {
@@ -142,6 +147,7 @@ async fn decide(
         Decision::Approve => client.grpc.approve_node(req).await,
         Decision::Reject => client.grpc.reject_node(req).await,
         Decision::Drain => client.grpc.drain_node(req).await,
+        Decision::Undrain => client.grpc.undrain_node(req).await,
         Decision::Remove => client.grpc.remove_node(req).await,
     };
     let node = reply.map_err(|e| client.error(e))?.into_inner();
@@ -161,6 +167,12 @@ async fn decide(
         Decision::Drain => println!(
             "node {} ({}) is draining: no new work goes to it",
             node.name, node.id
+        ),
+        Decision::Undrain => println!(
+            "node {} ({}) is {}: it takes new work again",
+            node.name,
+            node.id,
+            node.state.as_str()
         ),
         Decision::Remove => println!("node {} ({}) removed from the cluster", node.name, node.id),
     }
@@ -226,6 +238,63 @@ fn render_bench(b: &BenchSummary, now_ms: u64) -> String {
     s
 }
 
+/// The BENCH section of `node show`: the full report (every figure with its spread and
+/// conditions, NICs, GPUs, notes) when the node published one this cortex reads, else the
+/// summary; and a re-run asked for and not answered yet.
+fn render_bench_section(n: &NodeRecord, now_ms: u64) -> String {
+    let report = n
+        .bench_report
+        .clone()
+        .and_then(|v| serde_json::from_value::<cortex_bench::Report>(v).ok());
+    let mut s = match (&report, &n.bench) {
+        (Some(r), _) => format!(
+            "\nBENCH ({} self-benchmark, measured {} ago)\n{}",
+            if r.quick { "quick" } else { "full" },
+            output::duration_ms(now_ms.saturating_sub(r.started_at_ms)),
+            super::bench::human(r)
+        ),
+        (None, Some(b)) => render_bench(b, now_ms),
+        (None, None) => String::new(),
+    };
+    if let Some(r) = &n.bench_request {
+        s.push_str(&format!(
+            "\nbench request: a {} run asked {} ago{}, not recorded yet\n",
+            if r.quick { "quick" } else { "full" },
+            output::duration_ms(now_ms.saturating_sub(r.requested_at_ms)),
+            r.by.as_ref()
+                .map(|t| format!(" by token {t}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(r) = n
+        .net_bench
+        .clone()
+        .and_then(|v| serde_json::from_value::<cortex_bench::net::NetReport>(v).ok())
+    {
+        s.push_str(&format!(
+            "
+NETWORK (`cortex bench net`, this node the peer, measured {} ago)
+{}",
+            output::duration_ms(now_ms.saturating_sub(r.started_at_ms)),
+            super::bench_net::human(&r, &n.name)
+        ));
+    }
+    if let Some(r) = &n.net_bench_request {
+        s.push_str(&format!(
+            "
+network run: {} s each way from {}, asked {} ago{}, not recorded yet\n",
+            r.seconds,
+            r.from.as_deref().unwrap_or("?"),
+            output::duration_ms(now_ms.saturating_sub(r.requested_at_ms)),
+            r.listening
+                .as_ref()
+                .map(|a| format!(", listening on {a}"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
 fn render_node(n: &NodeRecord) -> String {
     let inv = &n.inventory;
     let mut s = output::fields(&[
@@ -276,9 +345,7 @@ fn render_node(n: &NodeRecord) -> String {
             },
         ),
     ]);
-    if let Some(b) = &n.bench {
-        s.push_str(&render_bench(b, crate::api::now_ms()));
-    }
+    s.push_str(&render_bench_section(n, crate::api::now_ms()));
     if !inv.disks.is_empty() {
         s.push_str("\nDISKS\n");
         let rows: Vec<Vec<String>> = inv

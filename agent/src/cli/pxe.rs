@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// Where to find iPXE binaries the artifacts directory lacks.
     #[arg(long, value_name = "DIR", default_value = cortex_pxe::DEBIAN_IPXE_DIR)]
     pub ipxe_dir: PathBuf,
+    /// An extra kernel command-line word for booted machines (repeatable), e.g.
+    /// `cortex.role=coordinator`, `cortex.tasks.allow_root=true` or `quiet`: any
+    /// `cortex.KEY=VALUE` of the agent's configuration (docs/configuration.md).
+    #[arg(long = "kernel-arg", value_name = "WORD")]
+    pub kernel_args: Vec<String>,
     /// Log filter, e.g. `info` or `debug` (or CORTEX_LOG).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_level: String,
@@ -102,6 +107,7 @@ async fn serve(args: ServeArgs, out: Output) -> anyhow::Result<()> {
         token: token.clone(),
         advertise: args.advertise,
         ipxe_dir: args.ipxe_dir.clone(),
+        kernel_args: args.kernel_args.clone(),
     };
     let pxe = cortex_pxe::Pxe::bind(cfg).await?;
     let arts = pxe.boot().artifacts();

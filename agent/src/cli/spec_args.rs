@@ -57,6 +57,10 @@ pub struct SpecArgs {
     /// Working directory inside the task (default: a scratch dir removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Run as this user (name or uid). exec: default the node's `tasks.default_user`
+    /// (nobody); root only where the node allows it. nspawn/podman: a user of the container.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Give the task the node's network instead of a private one with only loopback.
     #[arg(long)]
     pub host_network: bool,
@@ -171,6 +175,7 @@ impl SpecArgs {
             spec.env.insert(k, v);
         }
         spec.workdir = self.workdir.clone();
+        spec.user = self.user.clone();
         if self.host_network {
             spec.network = NetworkMode::Host;
         }
@@ -183,11 +188,16 @@ impl SpecArgs {
     }
 }
 
-/// A rootfs given as a local path is made absolute and must exist; anything else is passed on
-/// for the node to resolve.
+/// An absolute path names a rootfs on the node that runs the task and is passed on as it is
+/// (the node checks it; this machine may not have it). A relative one (`./rootfs`, or a name
+/// that exists here) can only mean this machine's directory: it is made absolute and must
+/// exist. Anything else is passed on for the node to resolve.
 fn resolve_rootfs(root: &str) -> anyhow::Result<String> {
+    if root.starts_with('/') {
+        return Ok(root.to_string());
+    }
     let p = Path::new(root);
-    let local = root.starts_with('.') || root.starts_with('/') || p.exists();
+    let local = root.starts_with('.') || p.exists();
     if !local {
         return Ok(root.to_string());
     }
@@ -199,6 +209,17 @@ fn resolve_rootfs(root: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootfs_paths_absolute_pass_relative_resolve_here() {
+        assert_eq!(
+            resolve_rootfs("/srv/not-on-this-machine").unwrap(),
+            "/srv/not-on-this-machine"
+        );
+        let e = resolve_rootfs("./no-such-rootfs-here").unwrap_err().to_string();
+        assert!(e.contains("--nspawn"), "{e}");
+        assert!(resolve_rootfs(".").unwrap().starts_with('/'));
+    }
 
     #[test]
     fn sizes_and_durations() {

@@ -11,8 +11,9 @@ use super::schema::{first_leaf_below, resolve, Found, Key, Node, ROOT};
 
 const PREFIX: &str = "CORTEX_";
 
-/// Client settings that share the prefix but are not configuration keys; they are ignored here.
-pub(crate) const CLIENT_VARS: [&str; 8] = [
+/// Client settings (and the GPU test seam, `cortex_host::gpu::FAKE_GPUS_ENV`) that share the
+/// prefix but are not configuration keys; they are ignored here.
+pub(crate) const CLIENT_VARS: [&str; 9] = [
     "CORTEX_SERVER",
     "CORTEX_TOKEN",
     "CORTEX_TOKEN_FILE",
@@ -21,6 +22,7 @@ pub(crate) const CLIENT_VARS: [&str; 8] = [
     "CORTEX_CONFIG_ROOT",
     "CORTEX_CMDLINE_FILE",
     "CORTEX_LOG",
+    "CORTEX_TEST_FAKE_GPUS",
 ];
 
 /// Keys whose variable does not follow the rule, as (name after the prefix, key). The rule's

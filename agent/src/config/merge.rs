@@ -85,6 +85,9 @@ impl Merged {
             Key::DownAfterMs => cfg.cluster.down_after_ms = number()?,
             Key::VoterGraceMs => cfg.cluster.voter_grace_ms = number()?,
             Key::BenchOnStart => cfg.bench.on_start = raw.bool().ok_or_else(wrong)?,
+            Key::TaskLogLimitBytes => cfg.tasks.log_limit_bytes = number()?,
+            Key::TaskDefaultUser => cfg.tasks.default_user = text()?.to_owned(),
+            Key::TaskAllowRoot => cfg.tasks.allow_root = raw.bool().ok_or_else(wrong)?,
             Key::McpAllowedHosts => cfg.mcp.allowed_hosts = raw.list().map_err(wrong_got)?,
         }
         self.mark(key, origin.clone());
@@ -150,10 +153,11 @@ fn expected(key: Key) -> &'static str {
         Key::HttpAddr => "an address like 127.0.0.1:7070",
         Key::GrpcAddr => "an address like 127.0.0.1:7071",
         Key::NodeName | Key::LogLevel | Key::Token => "a string",
+        Key::TaskDefaultUser => "a user name or uid (a string; \"\" = the agent's own user)",
         Key::Join => "a list of HOST:PORT addresses (an array of strings or a comma-separated string)",
         Key::McpAllowedHosts => "a list of host names (an array of strings or a comma-separated string)",
         Key::Role => "\"coordinator\" or \"worker\"",
-        Key::LeaveOnShutdown | Key::BenchOnStart => "true or false",
+        Key::LeaveOnShutdown | Key::BenchOnStart | Key::TaskAllowRoot => "true or false",
         Key::HeartbeatIntervalMs
         | Key::ElectionTimeoutMinMs
         | Key::ElectionTimeoutMaxMs
@@ -162,7 +166,8 @@ fn expected(key: Key) -> &'static str {
         | Key::ClusterHeartbeatIntervalMs
         | Key::SuspectAfterMs
         | Key::DownAfterMs
-        | Key::VoterGraceMs => "a non-negative integer",
+        | Key::VoterGraceMs
+        | Key::TaskLogLimitBytes => "a non-negative integer",
     }
 }
 

@@ -37,7 +37,7 @@ pub use flags::FlagOverrides;
 pub use model::{default_data_dir, Config};
 // Public API that the rest of the binary may not name yet (it reaches them through fields).
 #[allow(unused_imports)]
-pub use model::{BenchConfig, ClusterConfig, McpConfig, RaftConfig, Role};
+pub use model::{BenchConfig, ClusterConfig, McpConfig, RaftConfig, Role, TasksConfig};
 #[allow(unused_imports)]
 pub use origin::Origin;
 pub use sources::Sources;

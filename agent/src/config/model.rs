@@ -35,6 +35,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Table `[bench]`.
     pub bench: BenchConfig,
+    /// Table `[tasks]`.
+    pub tasks: TasksConfig,
     /// Table `[mcp]`.
     pub mcp: McpConfig,
 }
@@ -97,8 +99,33 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchConfig {
     /// Run the quick benchmark when the node starts (in the background; an agent that has not
-    /// joined yet runs it before its first join request) and publish the summary.
+    /// joined yet runs it beside its first join request, whose polls carry the figures) and
+    /// publish the summary.
     pub on_start: bool,
+}
+
+/// Table `[tasks]`: defaults for tasks submitted through this coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TasksConfig {
+    /// Output kept per attempt (stdout and stderr together) when a task does not set
+    /// `log_limit_bytes`; what is cut is marked in the log. Applied at submit, so the task
+    /// keeps it wherever it runs. 1 ..= 64 MiB.
+    pub log_limit_bytes: u64,
+    /// The user exec tasks run as on this node when their spec names none (`""` = the agent's
+    /// own user). Default `nobody`: a task is not trusted with root on the machine.
+    pub default_user: String,
+    /// Whether a task may ask to run as root on this node (`user = "root"`). Default false.
+    pub allow_root: bool,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            log_limit_bytes: cortex_model::task::apply_defaults::DEFAULT_LOG_LIMIT_BYTES,
+            default_user: "nobody".into(),
+            allow_root: false,
+        }
+    }
 }
 
 /// Table `[mcp]`: the MCP endpoint (`/mcp` on the HTTP listener).
@@ -161,6 +188,7 @@ impl Config {
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
             bench: BenchConfig::default(),
+            tasks: TasksConfig::default(),
             mcp: McpConfig::default(),
         }
     }
@@ -182,6 +210,7 @@ impl fmt::Debug for Config {
             raft,
             cluster,
             bench,
+            tasks,
             mcp,
         } = self;
         f.debug_struct("Config")
@@ -197,6 +226,7 @@ impl fmt::Debug for Config {
             .field("raft", raft)
             .field("cluster", cluster)
             .field("bench", bench)
+            .field("tasks", tasks)
             .field("mcp", mcp)
             .finish()
     }

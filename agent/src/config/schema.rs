@@ -25,6 +25,9 @@ pub(crate) enum Key {
     DownAfterMs,
     VoterGraceMs,
     BenchOnStart,
+    TaskLogLimitBytes,
+    TaskDefaultUser,
+    TaskAllowRoot,
     McpAllowedHosts,
 }
 
@@ -54,6 +57,9 @@ impl Key {
             Key::DownAfterMs => "cluster.down_after_ms",
             Key::VoterGraceMs => "cluster.voter_grace_ms",
             Key::BenchOnStart => "bench.on_start",
+            Key::TaskLogLimitBytes => "tasks.log_limit_bytes",
+            Key::TaskDefaultUser => "tasks.default_user",
+            Key::TaskAllowRoot => "tasks.allow_root",
             Key::McpAllowedHosts => "mcp.allowed_hosts",
         }
     }
@@ -95,6 +101,12 @@ const CLUSTER: &[(&str, Node)] = &[
 
 const BENCH: &[(&str, Node)] = &[("on_start", Node::Leaf(Key::BenchOnStart))];
 
+const TASKS: &[(&str, Node)] = &[
+    ("log_limit_bytes", Node::Leaf(Key::TaskLogLimitBytes)),
+    ("default_user", Node::Leaf(Key::TaskDefaultUser)),
+    ("allow_root", Node::Leaf(Key::TaskAllowRoot)),
+];
+
 const MCP: &[(&str, Node)] = &[("allowed_hosts", Node::Leaf(Key::McpAllowedHosts))];
 
 /// The top-level table.
@@ -111,6 +123,7 @@ pub(crate) const ROOT: &[(&str, Node)] = &[
     ("raft", Node::Table(RAFT)),
     ("cluster", Node::Table(CLUSTER)),
     ("bench", Node::Table(BENCH)),
+    ("tasks", Node::Table(TASKS)),
     ("mcp", Node::Table(MCP)),
 ];
 
@@ -205,6 +218,9 @@ mod tests {
             Key::DownAfterMs,
             Key::VoterGraceMs,
             Key::BenchOnStart,
+            Key::TaskLogLimitBytes,
+            Key::TaskDefaultUser,
+            Key::TaskAllowRoot,
             Key::McpAllowedHosts,
         ];
         assert_eq!(all.len(), Key::COUNT);
@@ -230,7 +246,7 @@ mod tests {
             resolve(["nope"], exact),
             Err(
                 "known keys: data_dir, http_addr, grpc_addr, node_name, log_level, join, token, role, \
-                 leave_on_shutdown, raft, cluster, bench, mcp"
+                 leave_on_shutdown, raft, cluster, bench, tasks, mcp"
                     .to_owned()
             )
         );

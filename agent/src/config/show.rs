@@ -49,6 +49,10 @@ impl Config {
         let _ = writeln!(out, "allowed_hosts = [{}]", hosts.join(", "));
         out.push_str("\n[bench]\n");
         let _ = writeln!(out, "on_start = {}", bench.on_start);
+        out.push_str("\n[tasks]\n");
+        let _ = writeln!(out, "log_limit_bytes = {}", self.tasks.log_limit_bytes);
+        let _ = writeln!(out, "default_user = {}", quote(&self.tasks.default_user));
+        let _ = writeln!(out, "allow_root = {}", self.tasks.allow_root);
         out
     }
 }
@@ -96,7 +100,12 @@ mod tests {
              allowed_hosts = []\n\
              \n\
              [bench]\n\
-             on_start = true\n"
+             on_start = true\n\
+             \n\
+             [tasks]\n\
+             log_limit_bytes = 1048576\n\
+             default_user = \"nobody\"\n\
+             allow_root = false\n"
         );
     }
 

@@ -70,6 +70,22 @@ pub(crate) fn validate(merged: &Merged) -> Result<(), ConfigError> {
         ));
     }
 
+    let log_limit = cfg.tasks.log_limit_bytes;
+    let max_log = cortex_model::task::validate::MAX_LOG_LIMIT_BYTES;
+    if !(1..=max_log).contains(&log_limit) {
+        return Err(invalid(
+            Key::TaskLogLimitBytes,
+            log_limit.to_string(),
+            format!("must be between 1 and {max_log}"),
+        ));
+    }
+
+    let user = &cfg.tasks.default_user;
+    if !user.is_empty() {
+        cortex_model::task::validate::check_user(user)
+            .map_err(|reason| invalid(Key::TaskDefaultUser, format!("{user:?}"), reason))?;
+    }
+
     let cluster = &cfg.cluster;
     if !VOTER_COUNTS.contains(&cluster.target_voters) {
         let reason = "must be 1, 3 or 5".to_owned();

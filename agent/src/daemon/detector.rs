@@ -1,5 +1,6 @@
 //! The failure detector, on the Raft leader only: a node silent for `suspect_after_ms` becomes
-//! SUSPECT, for `down_after_ms` DOWN; a heartbeat brings it back to READY. Every change is a
+//! SUSPECT, for `down_after_ms` DOWN; a heartbeat brings it back to READY (DRAINING if an
+//! operator drained it: a drained node is watched like any other). Every change is a
 //! Raft entry (and an event). A new leader gives everyone a full window from the moment it
 //! took over, so a failover never marks healthy nodes DOWN.
 
@@ -39,7 +40,12 @@ pub async fn run(api: NodeApi, cfg: ClusterConfig, shutdown: CancellationToken) 
         let watched: Vec<_> = api
             .list_nodes()
             .into_iter()
-            .filter(|n| matches!(n.state, NodeState::Ready | NodeState::Suspect | NodeState::Down))
+            .filter(|n| {
+                matches!(
+                    n.state,
+                    NodeState::Ready | NodeState::Suspect | NodeState::Down | NodeState::Draining
+                )
+            })
             .collect();
         first_seen.retain(|id, _| watched.iter().any(|n| n.id == *id));
         let changes: Vec<(u64, NodeState, String)> = watched
@@ -52,15 +58,20 @@ pub async fn run(api: NodeApi, cfg: ClusterConfig, shutdown: CancellationToken) 
                     .map(|s| s.at.max(floor))
                     .unwrap_or(floor);
                 let silent = now.saturating_duration_since(seen);
+                let alive = if n.drained {
+                    NodeState::Draining
+                } else {
+                    NodeState::Ready
+                };
                 let want = if silent >= down_after {
                     NodeState::Down
                 } else if silent >= suspect_after {
                     NodeState::Suspect
                 } else {
-                    NodeState::Ready
+                    alive
                 };
                 (want != n.state).then(|| {
-                    let reason = if want == NodeState::Ready {
+                    let reason = if want == alive {
                         "heartbeats resumed".to_string()
                     } else {
                         format!("no heartbeat for {:.1} s", silent.as_secs_f64())

@@ -151,6 +151,13 @@ impl Cortex for CortexService {
         tasks::publish_bench(&self.api, req).await
     }
 
+    async fn publish_net_bench(
+        &self,
+        req: Request<pb::PublishNetBenchRequest>,
+    ) -> Result<Response<pb::JsonResponse>, Status> {
+        tasks::publish_net_bench(&self.api, req).await
+    }
+
     async fn report_tasks(
         &self,
         req: Request<pb::ReportTasksRequest>,
@@ -362,10 +369,22 @@ impl Cortex for CortexService {
         self.api.liveness().record(peer_id, resources);
         self.api.rejoin_if_left(peer_id);
         let (leader_id, leader_addr) = self.api.leader();
+        let bench_request_json = self
+            .api
+            .pending_bench_request(peer_id)
+            .and_then(|r| serde_json::to_string(&r).ok())
+            .unwrap_or_default();
+        let net_bench_request_json = self
+            .api
+            .pending_net_bench_request(peer_id)
+            .and_then(|r| serde_json::to_string(&r).ok())
+            .unwrap_or_default();
         Ok(Response::new(pb::HeartbeatResponse {
             coordinators: self.api.coordinator_addrs(),
             leader_id,
             leader_addr: leader_addr.unwrap_or_default(),
+            bench_request_json,
+            net_bench_request_json,
         }))
     }
 
@@ -396,6 +415,58 @@ impl Cortex for CortexService {
         Ok(Response::new(pb::ForwardResponse { outcome_json: json }))
     }
 
+    async fn run_benchmark(
+        &self,
+        req: Request<pb::RunBenchmarkRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
+        let r = req.into_inner();
+        let node = self
+            .api
+            .request_bench(&caller, &r.key, r.quick)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn run_net_benchmark(
+        &self,
+        req: Request<pb::RunNetBenchmarkRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
+        let r = req.into_inner();
+        if r.coordinator_measures {
+            for (field, v) in [("secret_sha256", &r.secret_sha256), ("from", &r.from)] {
+                if !v.is_empty() {
+                    return Err(status(crate::api::ApiError::invalid(
+                        field,
+                        "must be empty with coordinator_measures: the coordinator draws the secret and names itself",
+                    )));
+                }
+            }
+            let run = self
+                .api
+                .measure_net_bench(&caller, &r.key, r.seconds)
+                .await
+                .map_err(status)?;
+            return Ok(Response::new(node_to_pb(&run.peer)));
+        }
+        let ask = crate::api::NetAsk {
+            key: r.key,
+            seconds: r.seconds,
+            secret_sha256: r.secret_sha256,
+            from: r.from,
+        };
+        let node = self.api.request_net_bench(&caller, ask).await.map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
     async fn drain_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
         let caller = self
             .api
@@ -404,6 +475,22 @@ impl Cortex for CortexService {
         let node = self
             .api
             .drain_node(&caller, &req.into_inner().key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_to_pb(&node)))
+    }
+
+    async fn undrain_node(
+        &self,
+        req: Request<pb::NodeDecisionRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let caller = self
+            .api
+            .authorize(bearer(&req).as_deref(), Scope::Operate)
+            .map_err(status)?;
+        let node = self
+            .api
+            .undrain_node(&caller, &req.into_inner().key)
             .await
             .map_err(status)?;
         Ok(Response::new(node_to_pb(&node)))

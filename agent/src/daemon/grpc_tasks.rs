@@ -114,8 +114,12 @@ pub fn watch(api: &NodeApi, req: Request<pb::TaskLogsRequest>) -> Result<Respons
     tokio::spawn(async move {
         let mut changes = api.subscribe();
         let mut offset = r.offset;
-        let mut last: Option<cortex_model::task::TaskRecord> = None;
         let mut task = first;
+        // The record is sent when it changed; `task_if_changed` compares it under the state
+        // lock without copying, so the many watchers woken by every applied entry only copy a
+        // record that really changed.
+        let mut task_changed = true;
+        let mut sent_terminal = false;
         loop {
             let slice = match api.task_logs(&r.id, offset, r.max_bytes) {
                 Ok(s) => s,
@@ -124,11 +128,10 @@ pub fn watch(api: &NodeApi, req: Request<pb::TaskLogsRequest>) -> Result<Respons
                     return;
                 }
             };
-            let changed = last.as_ref() != Some(&task);
             let has_log = !slice.chunks.is_empty() || slice.next_offset != offset;
-            if changed || has_log {
+            if task_changed || has_log {
                 let update = pb::TaskUpdate {
-                    task_json: if changed {
+                    task_json: if task_changed {
                         serde_json::to_string(&task).unwrap_or_default()
                     } else {
                         String::new()
@@ -142,7 +145,10 @@ pub fn watch(api: &NodeApi, req: Request<pb::TaskLogsRequest>) -> Result<Respons
                 if tx.send(Ok(update)).await.is_err() {
                     return;
                 }
-                last = Some(task.clone());
+                if task_changed {
+                    sent_terminal = task.state.is_terminal();
+                    task_changed = false;
+                }
             }
             offset = slice.next_offset;
             let done = task.state.is_terminal() && offset >= slice.size;
@@ -156,15 +162,19 @@ pub fn watch(api: &NodeApi, req: Request<pb::TaskLogsRequest>) -> Result<Respons
                 _ = tx.closed() => return,
                 _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()) => {}
             }
-            task = match api.get_task(&r.id) {
-                Ok(t) => t,
+            match api.task_if_changed(&r.id, &task) {
+                Ok(Some(t)) => {
+                    task = t;
+                    task_changed = true;
+                }
+                Ok(None) => {}
                 Err(e) => {
                     let _ = tx.send(Err(status(e))).await;
                     return;
                 }
-            };
+            }
             // A terminal task's last output may be applied in the same entry: read once more.
-            if task.state == TaskState::Pending && last.as_ref().is_some_and(|l| l.state.is_terminal()) {
+            if task.state == TaskState::Pending && sent_terminal {
                 return;
             }
         }
@@ -246,7 +256,21 @@ pub async fn publish_bench(
 ) -> Result<Response<pb::JsonResponse>, Status> {
     let node_id = node_caller(&req, req.get_ref().node_id, "publish a benchmark")?;
     let r = req.into_inner();
-    api.publish_bench_json(node_id, &r.bench_json)
+    api.publish_bench_json(node_id, &r.bench_json, &r.report_json, r.answers_ms)
+        .await
+        .map_err(status)?;
+    json(&serde_json::json!({ "ok": true }))
+}
+
+/// The peer of a network run says where it listens, then publishes its report (its own
+/// certificate only).
+pub async fn publish_net_bench(
+    api: &NodeApi,
+    req: Request<pb::PublishNetBenchRequest>,
+) -> Result<Response<pb::JsonResponse>, Status> {
+    let node_id = node_caller(&req, req.get_ref().node_id, "publish a network benchmark")?;
+    let r = req.into_inner();
+    api.publish_net_bench_wire(node_id, r.answers_ms, r.listening, &r.report_json)
         .await
         .map_err(status)?;
     json(&serde_json::json!({ "ok": true }))

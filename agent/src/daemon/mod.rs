@@ -68,12 +68,12 @@ pub async fn up(config: Config, out: Output) -> anyhow::Result<()> {
 }
 
 /// Runs an approved coordinator that joined an existing cluster. `measured`: the benchmark
-/// summary the agent took before joining (published instead of measuring again).
+/// the agent started while joining (its report is published instead of measuring again).
 pub async fn run_joined(
     config: Config,
     out: Output,
     shutdown: Shutdown,
-    measured: Option<cortex_model::node::BenchSummary>,
+    measured: crate::selfbench::Measuring,
 ) -> anyhow::Result<()> {
     serve(config, out, shutdown, Mode::Joined, measured).await
 }
@@ -83,7 +83,7 @@ async fn serve(
     out: Output,
     shutdown: Shutdown,
     mode: Mode,
-    measured: Option<cortex_model::node::BenchSummary>,
+    measured: crate::selfbench::Measuring,
 ) -> anyhow::Result<()> {
     let dirs = data_dir::prepare(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
@@ -148,6 +148,7 @@ async fn serve(
         grpc_addr: grpc_addr.to_string(),
         ca: pki.ca.clone(),
         node_tls: cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds)),
+        task_log_limit: config.tasks.log_limit_bytes,
     });
 
     let grpc_task = tokio::spawn(grpc::serve(
@@ -207,6 +208,20 @@ async fn serve(
         config.data_dir.clone(),
     );
     let contact = heartbeat.health();
+    tokio::spawn(crate::selfbench::serve_requests(
+        crate::worker::Link::Local(api.clone()),
+        identity.node_id,
+        config.data_dir.clone(),
+        heartbeat.bench_requests(),
+        shutdown.token(),
+    ));
+    tokio::spawn(crate::netbench::serve_requests(
+        crate::worker::Link::Local(api.clone()),
+        identity.node_id,
+        crate::netbench::cluster_ip(Some(grpc_addr.ip()), &api.coordinator_addrs()),
+        heartbeat.net_bench_requests(),
+        shutdown.token(),
+    ));
     tokio::spawn(heartbeat.run(shutdown.token()));
     // Machines booted without a join token find coordinators this way (kept alive until exit).
     let _mdns = crate::discovery::advertise(
@@ -239,7 +254,7 @@ async fn serve(
     let worker_done = {
         let worker = crate::worker::Worker {
             node_id: identity.node_id,
-            executors: std::sync::Arc::new(crate::worker::executors(&config.data_dir, identity.node_id)?),
+            executors: std::sync::Arc::new(crate::worker::executors(&config, identity.node_id)?),
             link: crate::worker::Link::Local(api.clone()),
             fence_after: crate::worker::fence_after(&config.cluster),
             contact,
@@ -274,6 +289,10 @@ async fn stop(
 }
 
 fn print_where(w: &Where, out: Output) -> anyhow::Result<()> {
+    crate::notify::notify(&format!(
+        "READY=1\nSTATUS=coordinator {} serving gRPC on {}, HTTP on {}",
+        w.node_name, w.grpc_addr, w.http_addr
+    ));
     if out == Output::Json {
         println!("{}", serde_json::to_string(w)?);
         return Ok(());

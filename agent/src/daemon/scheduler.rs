@@ -23,10 +23,12 @@ pub async fn run(api: NodeApi, shutdown: CancellationToken) {
         if api.leader().0 != Some(api.node_id()) {
             continue;
         }
+        let started = std::time::Instant::now();
         let placements = api.plan_placements(MAX_PER_PASS);
         if placements.is_empty() {
             continue;
         }
+        crate::metrics::global().observe_placement("scheduler", started.elapsed().as_secs_f64());
         let n = placements.len();
         match api
             .write(Command::PlaceTasks {

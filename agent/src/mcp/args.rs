@@ -56,6 +56,10 @@ pub struct TaskArgs {
     /// Working directory (default: a scratch directory removed afterwards).
     #[serde(default)]
     pub workdir: Option<String>,
+    /// The user to run as (name or uid). exec: default the node's default user (nobody); root
+    /// only where the node allows it. nspawn/podman: a user inside the container.
+    #[serde(default)]
+    pub user: Option<String>,
     /// CPU cores to reserve and limit the task to, e.g. 0.5 or 4 (default: 0.1 reserved, no limit).
     #[serde(default)]
     pub cpu: Option<f64>,
@@ -188,6 +192,36 @@ pub struct ListNodesArgs {
 pub struct NodeArgs {
     /// Node id or name.
     pub node: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RunBenchmarkArgs {
+    /// Node id or name.
+    pub node: String,
+    /// The short run (at most 5 s) instead of the full one (at most 20 s). Default false.
+    #[serde(default)]
+    pub quick: Option<bool>,
+    /// Wait up to this many seconds (max 120) for the node to record the new figures and
+    /// return them. 0 or absent: return at once (the node runs it in the background).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 120))]
+    pub wait_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RunNetBenchmarkArgs {
+    /// The peer node (id or name). The coordinator serving this call is the other end: it
+    /// connects to the peer and measures both directions.
+    pub node: String,
+    /// Seconds timed per direction, after a 0.5 s warm-up (1 to 30, default 5).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 30))]
+    pub seconds: Option<u32>,
+    /// Wait up to this many seconds (max 120) for the peer to record the result and return
+    /// the figures; the run takes about 2 × seconds + 2 s. 0 or absent: return at once.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 120))]
+    pub wait_seconds: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -351,6 +385,7 @@ impl TaskArgs {
             image: self.image,
             env: self.env,
             workdir: self.workdir,
+            user: self.user,
             resources: ResourceRequest {
                 cpu_millis,
                 memory_bytes,

@@ -164,10 +164,54 @@ impl Backend {
         }
     }
 
+    pub async fn run_benchmark(&self, c: Option<&Caller>, key: &str, quick: bool) -> ToolResult<NodeRecord> {
+        match self {
+            Backend::Local(api) => Ok(api.request_bench(caller(c)?, key, quick).await?),
+            Backend::Remote(r) => node(rpc!(
+                r,
+                run_benchmark,
+                pb::RunBenchmarkRequest {
+                    key: key.into(),
+                    quick
+                }
+            )?),
+        }
+    }
+
+    /// A network run between the coordinator serving the call (it measures) and node `key`;
+    /// the peer's record with the pending request, whose `from` names that coordinator.
+    pub async fn run_net_benchmark(
+        &self,
+        c: Option<&Caller>,
+        key: &str,
+        seconds: u32,
+    ) -> ToolResult<NodeRecord> {
+        match self {
+            Backend::Local(api) => Ok(api.measure_net_bench(caller(c)?, key, seconds).await?.peer),
+            Backend::Remote(r) => node(rpc!(
+                r,
+                run_net_benchmark,
+                pb::RunNetBenchmarkRequest {
+                    key: key.into(),
+                    seconds,
+                    coordinator_measures: true,
+                    ..Default::default()
+                }
+            )?),
+        }
+    }
+
     pub async fn drain(&self, c: Option<&Caller>, key: &str) -> ToolResult<NodeRecord> {
         match self {
             Backend::Local(api) => Ok(api.drain_node(caller(c)?, key).await?),
             Backend::Remote(r) => node(rpc!(r, drain_node, decision(key, ""))?),
+        }
+    }
+
+    pub async fn undrain(&self, c: Option<&Caller>, key: &str) -> ToolResult<NodeRecord> {
+        match self {
+            Backend::Local(api) => Ok(api.undrain_node(caller(c)?, key).await?),
+            Backend::Remote(r) => node(rpc!(r, undrain_node, decision(key, ""))?),
         }
     }
 

@@ -87,7 +87,7 @@ fn refuse(code: StatusCode, error: &str, message: String) -> Response {
 }
 
 /// `host[:port]` → (lower-case host without brackets, port).
-fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
+pub(crate) fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
     let auth: axum::http::uri::Authority = a.parse().ok()?;
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
     Some((host.to_ascii_lowercase(), auth.port_u16()))
@@ -100,7 +100,7 @@ impl Guard {
 }
 
 /// The Origin's (host, port) must be the request's own, ports defaulted by scheme.
-fn same_origin(origin: &str, host: &(String, Option<u16>)) -> bool {
+pub(crate) fn same_origin(origin: &str, host: &(String, Option<u16>)) -> bool {
     let Ok(uri) = origin.parse::<axum::http::Uri>() else {
         return false;
     };

@@ -38,8 +38,13 @@ task_logs (tail=4096 for the end; offset=next_offset to page, eof tells when it 
 - The same command on every machine: run_on_all_nodes. Several dependent steps: submit_workflow \
 (depends_on names other tasks of the workflow; a failure cancels the dependents).
 - Tasks get a private network with only loopback unless network=\"host\", a scratch working \
-directory, and nothing they write survives them. Ask for cpu / memory_mb when a task needs \
-them: unset, a task reserves 0.1 core and 64 MiB and is not limited.
+directory, and nothing they write survives them. exec tasks run as an unprivileged user (the \
+node's default, usually nobody): they cannot read other users' files or change the machine; \
+set user only when the work needs a particular account. Ask for cpu / memory_mb when a task \
+needs them: unset, a task reserves 0.1 core and 64 MiB and is not limited.
+- Node-to-node network throughput: run_network_benchmark measures between the coordinator \
+serving the call and one node (the coordinator is the measuring end; pass wait_seconds for the \
+figures).
 - Ask the user before approve_node (compare the verification code), reject_node, drain_node or \
 cancel_task. Write tools need a token with scope operate; a read token lists only read tools.
 - Errors say what to fix; an unknown node or task id comes with the closest matches.";

@@ -92,7 +92,7 @@ const fn write(
     }
 }
 
-const DEFS: [Def; 16] = [
+const DEFS: [Def; 19] = [
     read(
         "cluster_status",
         "Cluster status",
@@ -138,8 +138,32 @@ const DEFS: [Def; 16] = [
         "Drain a node",
         true,
         true,
-        "Drain a node: it stays in the cluster but gets no new tasks. Ask the user first. Needs scope operate.",
+        "Drain a node: it stays in the cluster but gets no new tasks (until undrain_node), also after it goes down and comes back. Ask the user first. Needs scope operate.",
         schema::input::<NodeArgs>,
+    ),
+    write(
+        "undrain_node",
+        "Undrain a node",
+        false,
+        true,
+        "End a drain: the node takes new tasks again (READY if it is alive). Needs scope operate.",
+        schema::input::<NodeArgs>,
+    ),
+    write(
+        "run_benchmark",
+        "Benchmark a node again",
+        false,
+        false,
+        "Ask a node to run its self-benchmark again (full run by default, about 20 s; quick: 5 s) and record the figures on its node record, which placement (min_gflops, min_mem_bw, fastest) uses. Tasks running there slow the measurement. Returns at once with the request, or with wait_seconds the recorded figures and when they were measured. Needs scope operate.",
+        schema::input::<RunBenchmarkArgs>,
+    ),
+    write(
+        "run_network_benchmark",
+        "Measure network throughput to a node",
+        false,
+        false,
+        "Measure TCP throughput between the coordinator serving this call and a node, both ways (one plain-TCP stream each way, no TLS; counted by the receiver every 500 ms after a 0.5 s warm-up). The coordinator is the measuring end (measured_by): `send` is coordinator → node, `receive` node → coordinator, in Mbit/s with median, min, max and CV. The node records the result on its record (get_node: net_bench). One run per node at a time; ready, suspect or draining nodes only. Returns at once, or with wait_seconds the figures. Needs scope operate.",
+        schema::input::<RunNetBenchmarkArgs>,
     ),
     write(
         "submit_task",
@@ -279,6 +303,9 @@ async fn run(c: &Call<'_>, name: &str, args: JsonObject) -> ToolResult<Value> {
         "approve_node" => node_tools::approve(c, Call::parse(args)?).await,
         "reject_node" => node_tools::reject(c, Call::parse(args)?).await,
         "drain_node" => node_tools::drain(c, Call::parse(args)?).await,
+        "undrain_node" => node_tools::undrain(c, Call::parse(args)?).await,
+        "run_benchmark" => node_tools::run_benchmark(c, Call::parse(args)?).await,
+        "run_network_benchmark" => node_tools::run_net_benchmark(c, Call::parse(args)?).await,
         "list_events" => node_tools::list_events(c, Call::parse(args)?).await,
         "submit_task" => task_tools::submit(c, Call::parse(args)?).await,
         "run_on_all_nodes" => task_tools::run_on_all(c, Call::parse(args)?).await,

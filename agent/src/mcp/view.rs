@@ -79,6 +79,88 @@ pub fn node_full(n: &NodeRecord) -> Value {
     v
 }
 
+/// A node's recorded benchmark, compactly: the summary figures, each full-report figure's
+/// median and spread, when it was measured and how long ago.
+pub fn bench(n: &NodeRecord, now: u64) -> Value {
+    let Some(b) = &n.bench else {
+        return json!(null);
+    };
+    let mut v = json!({
+        "measured_at_ms": b.measured_at_ms,
+        "measured_s_ago": age_s(now, b.measured_at_ms),
+        "cpu_f64_gflops_all": b.cpu_f64_gflops_all,
+        "cpu_f64_gflops_one": b.cpu_f64_gflops_one,
+        "cpu_f32_gflops_all": b.cpu_f32_gflops_all,
+        "memory_triad_gbps": b.memory_triad_gbps,
+        "disk_seq_read_mbps": b.disk_seq_read_mbps,
+    });
+    let report = n
+        .bench_report
+        .clone()
+        .and_then(|r| serde_json::from_value::<cortex_bench::Report>(r).ok());
+    if let Some(r) = report {
+        v["run"] = json!(if r.quick { "quick" } else { "full" });
+        v["duration_s"] = json!(secs(r.duration_ms));
+        let figures: Vec<Value> = r
+            .rows()
+            .into_iter()
+            .map(|row| match row.figure {
+                Some(f) => json!({
+                    "figure": row.name, "median": f.median, "min": f.min, "max": f.max,
+                    "cv": (f.cv * 1000.0).round() / 1000.0, "unit": f.unit,
+                }),
+                None => json!({ "figure": row.name, "missing": row.missing }),
+            })
+            .collect();
+        v["figures"] = json!(figures);
+    }
+    v
+}
+
+/// A node's latest network run (`net_bench`, the node as the peer), compactly: who measured,
+/// each direction's median, min, max (Mbit/s) and CV, any error. `null` when there is none.
+pub fn net_bench(n: &NodeRecord, now: u64) -> Value {
+    let Some(r) = n
+        .net_bench
+        .clone()
+        .and_then(|r| serde_json::from_value::<cortex_bench::net::NetReport>(r).ok())
+    else {
+        return json!(null);
+    };
+    let from = r.from.clone().unwrap_or_else(|| "?".into());
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let direction = |d: &cortex_bench::net::Direction, way: String| match &d.figure {
+        Some(f) => json!({
+            "direction": way, "median_mbps": round(f.median), "min_mbps": round(f.min),
+            "max_mbps": round(f.max), "cv": (f.cv * 1000.0).round() / 1000.0, "samples": f.repeats,
+        }),
+        None => json!({ "direction": way, "figure": null, "received_bytes": d.bytes }),
+    };
+    let mut v = json!({
+        "measured_by": from,
+        "peer": n.name,
+        "peer_addr": r.addr,
+        "path": format!(
+            "{}, {} stream each way, {}",
+            r.path.transport,
+            r.path.streams,
+            if r.path.tls { "TLS" } else { "no TLS" }
+        ),
+        "seconds": r.seconds,
+        "measured_at_ms": r.started_at_ms,
+        "measured_s_ago": age_s(now, r.started_at_ms),
+        "send": direction(&r.send, format!("{from} → {}", n.name)),
+        "receive": direction(&r.receive, format!("{} → {from}", n.name)),
+    });
+    if let Some(e) = &r.error {
+        v["error"] = json!(e);
+    }
+    if !r.notes.is_empty() {
+        v["notes"] = json!(r.notes);
+    }
+    v
+}
+
 /// A pending node: what an approver needs to recognise the machine.
 pub fn pending_line(n: &NodeRecord, now: u64) -> Value {
     let mut v = node_line(n);

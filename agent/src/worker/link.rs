@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cortex_model::node::BenchSummary;
 use cortex_model::task::TaskReport;
 use cortex_model::NodeId;
 use cortex_proto::v1 as pb;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::ClientTlsConfig;
 
 use crate::api::tasks::Assignment;
-use crate::api::NodeApi;
+use crate::api::{NetPublished, NodeApi, Published};
 
 #[derive(Clone)]
 pub enum Link {
@@ -161,16 +160,20 @@ impl Link {
         }
     }
 
-    /// Publishes this node's self-benchmark summary (to any coordinator; a follower forwards
-    /// the write to the leader).
-    pub async fn publish_bench(&self, node_id: NodeId, bench: &BenchSummary) -> Result<(), String> {
+    /// Publishes this node's self-benchmark (summary and full report; to any coordinator, a
+    /// follower forwards the write to the leader).
+    pub async fn publish_bench(&self, node_id: NodeId, p: &Published) -> Result<(), String> {
         match self {
             Link::Local(api) => api
-                .publish_bench(node_id, bench.clone())
+                .publish_bench(node_id, p.clone())
                 .await
                 .map_err(|e| e.to_string()),
             Link::Remote(remote) => {
-                let bench_json = serde_json::to_string(bench).map_err(|e| e.to_string())?;
+                let bench_json = serde_json::to_string(&p.bench).map_err(|e| e.to_string())?;
+                let report_json = match &p.report {
+                    Some(r) => serde_json::to_string(r).map_err(|e| e.to_string())?,
+                    None => String::new(),
+                };
                 let mut last = String::from("no coordinator address known");
                 for i in 0..remote.coordinators.len() {
                     let Some((addr, mut client)) = remote.client(i) else {
@@ -179,9 +182,50 @@ impl Link {
                     let mut req = tonic::Request::new(pb::PublishBenchRequest {
                         node_id,
                         bench_json: bench_json.clone(),
+                        report_json: report_json.clone(),
+                        answers_ms: p.answers,
                     });
                     req.set_timeout(Duration::from_secs(10));
                     match bounded(client.publish_bench(req)).await {
+                        Ok(_) => return Ok(()),
+                        Err(s) => last = format!("{addr}: {}", s.message()),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    /// Publishes where this node listens for a network run, or the run's report (to any
+    /// coordinator; a follower forwards the write to the leader).
+    pub async fn publish_net_bench(&self, node_id: NodeId, p: &NetPublished) -> Result<(), String> {
+        match self {
+            Link::Local(api) => api
+                .publish_net_bench(node_id, p.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            Link::Remote(remote) => {
+                let (answers_ms, listening, report_json) = match p {
+                    NetPublished::Listening { answers, addr } => (*answers, addr.clone(), String::new()),
+                    NetPublished::Report { answers, report } => (
+                        *answers,
+                        String::new(),
+                        serde_json::to_string(report).map_err(|e| e.to_string())?,
+                    ),
+                };
+                let mut last = String::from("no coordinator address known");
+                for i in 0..remote.coordinators.len() {
+                    let Some((addr, mut client)) = remote.client(i) else {
+                        continue;
+                    };
+                    let mut req = tonic::Request::new(pb::PublishNetBenchRequest {
+                        node_id,
+                        answers_ms,
+                        listening: listening.clone(),
+                        report_json: report_json.clone(),
+                    });
+                    req.set_timeout(Duration::from_secs(10));
+                    match bounded(client.publish_net_bench(req)).await {
                         Ok(_) => return Ok(()),
                         Err(s) => last = format!("{addr}: {}", s.message()),
                     }

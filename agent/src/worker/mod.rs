@@ -28,11 +28,17 @@ pub use link::{Link, Remote};
 
 /// This node's executors, working under `<data_dir>/exec`, its attempts' cgroups under
 /// `cortex-<node id>`.
-pub fn executors(data_dir: &std::path::Path, node_id: NodeId) -> anyhow::Result<Executors> {
+pub fn executors(config: &crate::config::Config, node_id: NodeId) -> anyhow::Result<Executors> {
+    let parent = cgroup_parent(node_id);
     let config = cortex_exec::ExecConfig {
-        work_root: data_dir.join("exec"),
+        work_root: config.data_dir.join("exec"),
         podman_socket: None,
-        cgroup_parent: cgroup_parent(node_id),
+        scratch_root: cortex_exec::default_scratch_root(&parent),
+        cgroup_parent: parent,
+        users: cortex_exec::UserPolicy {
+            default_user: Some(config.tasks.default_user.clone()).filter(|u| !u.is_empty()),
+            allow_root: config.tasks.allow_root,
+        },
     };
     Executors::new(config).map_err(|e| anyhow::anyhow!("setting up the executors: {e}"))
 }

@@ -170,16 +170,32 @@ pub fn node_identity_from_cert_der(der: &[u8]) -> Option<(u64, String)> {
     Some((id, role))
 }
 
-/// Checks that `csr_pem` is a well-formed, self-signed certificate request.
-pub fn check_csr(csr_pem: &str) -> Result<(), PkiError> {
+/// The public key a (verified) certificate request is for. Two requests for the same key differ
+/// in their text (an ECDSA signature is randomised), so "the same machine asking again" is
+/// decided on this, not on the PEM.
+pub fn csr_public_key(csr_pem: &str) -> Result<Vec<u8>, PkiError> {
+    use rcgen::PublicKeyData;
     CertificateSigningRequestParams::from_pem(csr_pem)
-        .map(|_| ())
+        .map(|csr| csr.public_key.der_bytes().to_vec())
         .map_err(|e| PkiError::Cert(format!("the certificate request is not valid: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_requests_for_one_key_differ_in_text_but_name_the_same_key() {
+        let (key, first) = new_key_and_csr(7).unwrap();
+        let second = csr_for_key(7, &key).unwrap();
+        assert_eq!(csr_public_key(&first).unwrap(), csr_public_key(&second).unwrap());
+        let (_, other) = new_key_and_csr(7).unwrap();
+        assert_ne!(csr_public_key(&first).unwrap(), csr_public_key(&other).unwrap());
+        assert!(csr_public_key(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+        )
+        .is_err());
+    }
 
     #[test]
     fn ca_signs_a_node_and_the_node_id_is_readable() {

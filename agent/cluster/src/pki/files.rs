@@ -85,7 +85,8 @@ fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
-/// Atomic write (temp file, fsync, rename) with the given mode.
+/// Atomic write (temp file, fsync, rename, fsync of the directory so the rename itself is on
+/// disk before we act on it) with the given mode.
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     let err = |e: std::io::Error| PkiError::File {
         path: path.to_path_buf(),
@@ -101,5 +102,11 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
         .map_err(err)?;
     f.write_all(contents.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    std::fs::rename(&tmp, path).map_err(err)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+        }
+        _ => Ok(()),
+    }
 }

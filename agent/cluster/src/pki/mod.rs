@@ -6,17 +6,20 @@
 //!   name, client+server auth); nothing a CSR asks for (SANs, CA flags) is copied;
 //! - private keys are written with mode 0600 and never logged;
 //! - every node certificate carries the SAN [`CLUSTER_DNS_NAME`], which is what TLS clients
-//!   verify (nodes are reached by IP; identity is "signed by this cluster's CA").
+//!   verify (nodes are reached by IP; identity is "signed by this cluster's CA");
+//! - a join request's verification code is the one derived from its CSR's public key.
 
 mod ca;
+mod code;
 mod files;
 mod pin;
 mod tls;
 
 pub use ca::{
-    ca_fingerprint, check_csr, csr_for_key, new_key_and_csr, node_identity_from_cert_der, ClusterCa,
+    ca_fingerprint, csr_for_key, csr_public_key, new_key_and_csr, node_identity_from_cert_der, ClusterCa,
     NodeCredentials,
 };
+pub use code::{csr_verification_code, verification_code};
 pub use files::{load_node_credentials, load_node_key, save_node_credentials, save_node_key, NodeFiles};
 pub use pin::fetch_pinned_ca;
 pub use tls::{client_tls, lazy_channel, server_tls};

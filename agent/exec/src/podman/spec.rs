@@ -46,8 +46,16 @@ pub(super) fn create_body(
     if let Some(dir) = &spec.workdir {
         body["work_dir"] = json!(dir);
     }
+    if let Some(user) = &spec.user {
+        // A user of the image (name or uid), as `podman run --user`.
+        body["user"] = json!(user);
+    }
     if let Some(parent) = cgroup_parent {
         body["cgroup_parent"] = json!(parent);
+    }
+    if !spec.devices.is_empty() {
+        let devices: Vec<_> = spec.devices.iter().map(|d| json!({ "path": d })).collect();
+        body["devices"] = json!(devices);
     }
     let mut limits = serde_json::Map::new();
     if let Some(bytes) = spec.limits.memory_bytes {
@@ -159,8 +167,10 @@ mod tests {
             image: Some("localhost/x:1".into()),
             env: [("A".to_string(), "b".to_string())].into(),
             workdir: None,
+            user: None,
             limits: Limits::default(),
             network: Network::Private,
+            devices: Vec::new(),
             timeout: None,
         }
     }
@@ -207,7 +217,9 @@ mod tests {
             pids: Some(100),
         };
         s.workdir = Some("/tmp".into());
+        s.devices = vec!["/dev/nvidia1".into()];
         let b = create_body(&s, "cortex-t-1-a1", "localhost/x:1", Some("/cortex-podman"));
+        assert_eq!(b["devices"], json!([{ "path": "/dev/nvidia1" }]));
         assert_eq!(b["name"], "cortex-t-1-a1");
         assert_eq!(b["command"], json!(["sh", "-c", "true"]));
         assert_eq!(b["env"], json!({"A": "b"}));
@@ -221,9 +233,11 @@ mod tests {
 
         s.network = Network::Host;
         s.limits = Limits::default();
+        s.devices.clear();
         let b = create_body(&s, "cortex-t-1-a1", "localhost/x:1", None);
         assert_eq!(b["netns"]["nsmode"], "host");
         assert!(b.get("resource_limits").is_none());
         assert!(b.get("cgroup_parent").is_none());
+        assert!(b.get("devices").is_none());
     }
 }

@@ -4,15 +4,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::pre_exec;
+use super::spawn;
 use crate::cgroup::AttemptCgroup;
 use crate::{ExecError, Exit, Limits, Output, Stream};
 
@@ -41,6 +39,8 @@ pub(crate) struct Launch {
     pub cwd: PathBuf,
     /// Unshare the network namespace before exec.
     pub private_network: bool,
+    /// Switch to this user before exec (`None`: stay the agent's user).
+    pub user: Option<crate::user::Ids>,
     pub limits: Limits,
     pub timeout: Option<Duration>,
 }
@@ -56,21 +56,19 @@ pub(crate) async fn supervise(
     spawn_error: impl FnOnce(io::Error) -> ExecError,
 ) -> Result<Exit, ExecError> {
     let cg = AttemptCgroup::create_in(&launch.parent, &launch.name, &launch.limits).await?;
-    let mut cmd = Command::new(&launch.program);
-    cmd.arg0(&launch.arg0)
-        .args(&launch.args)
-        .env_clear()
-        .envs(&launch.env)
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
     let spawned = {
         let procs = cg.open_procs()?;
-        pre_exec::spawn_joined(&mut cmd, &procs, launch.private_network)
+        spawn::spawn(&spawn::Request {
+            program: &launch.program,
+            arg0: &launch.arg0,
+            args: &launch.args,
+            env: &launch.env,
+            cwd: &launch.cwd,
+            procs: &procs,
+            new_netns: launch.private_network,
+            user: launch.user.as_ref(),
+        })
     };
-    drop(cmd);
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
@@ -82,12 +80,19 @@ pub(crate) async fn supervise(
     };
 
     let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(forward(out, Stream::Stdout, output.clone())));
+    for (fd, stream) in [
+        (child.stdout.take(), Stream::Stdout),
+        (child.stderr.take(), Stream::Stderr),
+    ] {
+        let Some(fd) = fd else { continue };
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => readers.push(tokio::spawn(forward(pipe, stream, output.clone()))),
+            Err(e) => {
+                tracing::warn!(attempt = %launch.name, error = %e, ?stream, "reading the attempt's output")
+            }
+        }
     }
-    if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(forward(err, Stream::Stderr, output)));
-    }
+    drop(output);
 
     let deadline = async {
         match launch.timeout {

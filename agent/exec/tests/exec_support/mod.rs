@@ -51,6 +51,8 @@ pub fn executors() -> (Executors, tempfile::TempDir) {
         work_root: dir.path().to_path_buf(),
         podman_socket: None,
         cgroup_parent: cortex_exec::cgroup::PARENT.into(),
+        users: cortex_exec::UserPolicy::default(),
+        scratch_root: cortex_exec::default_scratch_root(&unique_name("scratch")),
     })
     .expect("executors");
     (ex, dir)
@@ -74,8 +76,10 @@ pub fn spec(kind: Kind, prefix: &str, command: &[&str]) -> ExecSpec {
         image: None,
         env: BTreeMap::new(),
         workdir: None,
+        user: None,
         limits: Limits::default(),
         network: Network::Private,
+        devices: Vec::new(),
         timeout: None,
     }
 }

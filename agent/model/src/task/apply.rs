@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::{Outcome, PlaceOutcome};
+use crate::node::NodeRecord;
 use crate::placement;
 use crate::state::ClusterState;
 use crate::{NodeId, UnixMillis};
@@ -122,6 +123,7 @@ impl ClusterState {
         let u = used.entry(p.node_id).or_default();
         placement::fits_with(node, &task.spec, *u)?;
         let req = placement::request(&task.spec);
+        let gpus = self.free_gpus(node, req.gpus)?;
         u.cpu_millis += req.cpu_millis;
         u.memory_bytes += req.memory_bytes;
         u.gpus += req.gpus;
@@ -137,6 +139,7 @@ impl ClusterState {
             started_at_ms: None,
             ended_at_ms: None,
             result: None,
+            gpus,
         });
         if p.attempt > 1 {
             let name = self
@@ -150,6 +153,36 @@ impl ClusterState {
                 .note(p.attempt, &format!("attempt {} on node {name}", p.attempt));
         }
         Ok(())
+    }
+
+    /// The `n` lowest-numbered GPUs of `node` no active attempt holds. The count was checked
+    /// by `fits_with`; this picks which ones, so two tasks never share a GPU.
+    fn free_gpus(&self, node: &NodeRecord, n: u64) -> Result<Vec<u32>, String> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let held: BTreeSet<u32> = self
+            .tasks
+            .values()
+            .filter(|t| t.state.is_active() && t.node_id == Some(node.id))
+            .flat_map(|t| t.current_gpus().iter().copied())
+            .collect();
+        let mut all: Vec<u32> = node.inventory.gpus.devices.iter().map(|g| g.index).collect();
+        all.sort_unstable();
+        all.dedup();
+        let free: Vec<u32> = all
+            .into_iter()
+            .filter(|i| !held.contains(i))
+            .take(n as usize)
+            .collect();
+        if (free.len() as u64) < n {
+            return Err(format!(
+                "resources.gpus: {n} GPUs requested, {} free on node {}",
+                free.len(),
+                node.name
+            ));
+        }
+        Ok(free)
     }
 
     pub(crate) fn dependencies_met(&self, task: &TaskRecord) -> bool {

@@ -126,6 +126,10 @@ pub struct Attempt {
     pub ended_at_ms: Option<UnixMillis>,
     #[serde(default)]
     pub result: Option<AttemptResult>,
+    /// The node's GPUs (NVML indices) this attempt holds, chosen at placement: distinct from
+    /// every other active attempt's on the node. Empty when the task asks for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +195,14 @@ impl TaskRecord {
             updated_at_ms: at_ms,
             finished_at_ms: None,
             submitted_by: submitted_by.map(str::to_string),
+        }
+    }
+
+    /// The GPUs of the current attempt (held while the task is active; kept as history after).
+    pub fn current_gpus(&self) -> &[u32] {
+        match self.attempts.last() {
+            Some(a) if a.attempt == self.attempt => &a.gpus,
+            _ => &[],
         }
     }
 

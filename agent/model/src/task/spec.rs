@@ -155,6 +155,11 @@ pub struct TaskSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub workdir: Option<String>,
+    /// The user the task runs as on its node: a name or a numeric uid. exec: default the
+    /// node's `tasks.default_user` (`nobody`), root only where the node allows it; nspawn and
+    /// podman: a user inside the container (default: the container's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default)]
     pub resources: ResourceRequest,
     #[serde(default)]

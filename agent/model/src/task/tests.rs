@@ -372,6 +372,8 @@ fn measured_figures_constrain_placement() {
                 memory_triad_gbps: bw,
                 ..Default::default()
             },
+            report: None,
+            answers: None,
             at_ms: 2,
         });
     }
@@ -390,4 +392,39 @@ fn measured_figures_constrain_placement() {
     impossible.spec.constraints.min_mem_bw = Some(100.0);
     let err = crate::placement::feasible_anywhere(&s, &impossible.spec).unwrap_err();
     assert!(err.starts_with("constraints.min_mem_bw"), "{err}");
+}
+
+#[test]
+fn gpus_are_assigned_distinct_and_freed_when_an_attempt_ends() {
+    let mut s = cluster(&[(1, 8)]);
+    if let Some(n) = s.nodes.get_mut(&1) {
+        for index in [3, 5] {
+            n.inventory.gpus.devices.push(crate::inventory::GpuInfo {
+                index,
+                ..Default::default()
+            });
+        }
+    }
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let mut t = task(&format!("g{i}"), &[]);
+        t.spec.resources.gpus = 1;
+        tasks.push(t);
+    }
+    let mut plain = task("cpu", &[]);
+    plain.spec.resources.gpus = 0;
+    tasks.push(plain);
+    submit(&mut s, tasks);
+    assert_eq!(place_all(&mut s, 20).len(), 3, "two GPU tasks and the CPU task");
+    let held = |s: &ClusterState, id: &str| s.tasks[id].current_gpus().to_vec();
+    let mut both = [held(&s, "g0"), held(&s, "g1")].concat();
+    both.sort_unstable();
+    assert_eq!(both, vec![3, 5], "each running GPU task holds its own GPU");
+    assert!(held(&s, "cpu").is_empty());
+    assert_eq!(s.tasks["g2"].state, TaskState::Pending, "no third GPU");
+    let freed = held(&s, "g1");
+    report(&mut s, 1, "g1", 1, exited(0));
+    assert!(!s.tasks["g1"].state.is_active(), "its attempt (and GPU) ended");
+    assert_eq!(place_all(&mut s, 22).len(), 1);
+    assert_eq!(held(&s, "g2"), freed, "the freed GPU goes to the waiting task");
 }

@@ -121,6 +121,9 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), FieldError> {
             return Err(err("workdir", "must be an absolute path"));
         }
     }
+    if let Some(u) = &spec.user {
+        check_user(u).map_err(|m| err("user", m))?;
+    }
     let r = &spec.resources;
     if let Some(c) = r.cpu_millis {
         if c == 0 || c > 1_024_000 {
@@ -211,6 +214,31 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A user name as `useradd` accepts it (`[a-z_][a-z0-9_-]*`, optionally ending in `$`, at most
+/// 32 bytes) or a numeric uid below 2^32 - 1.
+pub fn check_user(u: &str) -> Result<(), String> {
+    if !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()) {
+        return match u.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(()),
+            _ => Err(format!("{u} is not a valid uid")),
+        };
+    }
+    let name = u.strip_suffix('$').unwrap_or(u);
+    let ok = !name.is_empty()
+        && u.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{u:?} is not a user name ([a-z_][a-z0-9_-]*, at most 32 characters) or a numeric uid"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +269,19 @@ mod tests {
         let mut s = spec(&["true"]);
         s.constraints.min_gflops = Some(f64::NAN);
         assert_eq!(validate_spec(&s).unwrap_err().field, "constraints.min_gflops");
+    }
+
+    #[test]
+    fn users_are_names_or_uids() {
+        for good in ["nobody", "build-bot", "_svc", "host$", "0", "65534"] {
+            assert_eq!(check_user(good), Ok(()), "{good}");
+        }
+        for bad in ["", "Root", "1x", "a b", "x;rm", "4294967295", "99999999999", "-u"] {
+            assert!(check_user(bad).is_err(), "{bad}");
+        }
+        let mut s = spec(&["true"]);
+        s.user = Some("bad user".into());
+        assert_eq!(validate_spec(&s).unwrap_err().field, "user");
     }
 
     #[test]

@@ -271,7 +271,7 @@ fn type_rejections_name_source_and_key() {
             ("CORTEX_CLUSTER_TARGET_VOTERS", "3"),
             "environment variable CORTEX_CLUSTER_TARGET_VOTERS: unknown key \"cluster_target_voters\" \
              (known keys: data_dir, http_addr, grpc_addr, node_name, log_level, join, token, role, \
-             leave_on_shutdown, raft, cluster, bench, mcp; keys in [cluster] are spelled CORTEX_CLUSTER__KEY)",
+             leave_on_shutdown, raft, cluster, bench, tasks, mcp; keys in [cluster] are spelled CORTEX_CLUSTER__KEY)",
         ),
     ];
     for ((name, value), want) in vars {
@@ -547,7 +547,12 @@ fn shown_configuration_redacts_the_token_and_round_trips_the_rest() {
              allowed_hosts = []\n\
              \n\
              [bench]\n\
-             on_start = true\n"
+             on_start = true\n\
+             \n\
+             [tasks]\n\
+             log_limit_bytes = 1048576\n\
+             default_user = \"nobody\"\n\
+             allow_root = false\n"
         ),
         "{text}"
     );

@@ -6,6 +6,7 @@ mod mcp;
 mod overrides;
 mod precedence;
 mod rejections;
+mod tasks;
 
 use std::path::PathBuf;
 

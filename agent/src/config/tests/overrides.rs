@@ -65,7 +65,7 @@ fn cmdline_rejections() {
         (
             "cortex.nodename=x",
             "kernel command line: unknown key \"nodename\" (known keys: data_dir, http_addr, grpc_addr, \
-             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, mcp)",
+             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, tasks, mcp)",
         ),
         (
             "cortex.http_addr.port=1",
@@ -124,13 +124,13 @@ fn env_rejections() {
         (
             ("CORTEX_BOGUS", "1"),
             "environment variable CORTEX_BOGUS: unknown key \"bogus\" (known keys: data_dir, http_addr, \
-             grpc_addr, node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, mcp)",
+             grpc_addr, node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, tasks, mcp)",
         ),
         (
             ("CORTEX_RAFT_HEARTBEAT_INTERVAL_MS", "100"),
             "environment variable CORTEX_RAFT_HEARTBEAT_INTERVAL_MS: \
              unknown key \"raft_heartbeat_interval_ms\" (known keys: data_dir, http_addr, grpc_addr, \
-             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, mcp; \
+             node_name, log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, tasks, mcp; \
              keys in [raft] are spelled CORTEX_RAFT__KEY)",
         ),
         (

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::super::{BenchConfig, ClusterConfig, McpConfig, RaftConfig, Role};
+use super::super::{BenchConfig, ClusterConfig, McpConfig, RaftConfig, Role, TasksConfig};
 use super::*;
 
 /// The result of the four file layers of `root-good`.
@@ -32,6 +32,7 @@ fn files_only() -> Config {
             voter_grace_ms: 4000,       // etc/cortex/config.d/50-x.toml
         },
         bench: BenchConfig::default(), // no file sets [bench]
+        tasks: TasksConfig::default(), // nor [tasks]
         mcp: McpConfig::default(),     // nor [mcp]
     }
 }

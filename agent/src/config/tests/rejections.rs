@@ -24,7 +24,7 @@ fn unknown_key_names_file_and_key_path() {
         bad("unknown-table.toml"),
         format!(
             "{}: unknown key \"gossip\" (known keys: data_dir, http_addr, grpc_addr, node_name, \
-             log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, mcp)",
+             log_level, join, token, role, leave_on_shutdown, raft, cluster, bench, tasks, mcp)",
             path("bad/unknown-table.toml")
         )
     );
