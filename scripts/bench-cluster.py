@@ -213,6 +213,8 @@ def main():
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--shared-connections", type=lambda v: [int(x) for x in v.split(",") if x], default=[4, 1],
+                    help="extra 64-client write runs over this many shared connections (default 4,1; \"\" for none)")
     ap.add_argument("--sim", default="100,1000")
     ap.add_argument("--sim-seconds", type=float, default=30)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
@@ -248,12 +250,14 @@ def main():
             a.seconds = 0
         leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
         lname = next(n for n, i in ids.items() if i == leader)
-        for n in ((1, 16, 64) if a.seconds > 0 else ()):
+        runs = [(n, n) for n in (1, 16, 64)] + [(64, k) for k in a.shared_connections]
+        for n, conns in (runs if a.seconds > 0 else ()):
             r = json.loads(c.cli("-o", "json", "loadgen", "writes", "--node", "c1", "--clients", str(n),
-                                 "--seconds", str(a.seconds), server=c.addrs[lname]).stdout)
+                                 "--connections", str(conns), "--seconds", str(a.seconds),
+                                 server=c.addrs[lname]).stdout)
             out["writes_3_coordinators"].append(r)
-            print(f"3 coordinators, {n:>2} clients: {r['writes_per_sec']:>8.0f} writes/s  p50 {r['latency_ms_p50']:.2f} ms"
-                  f"  p99 {r['latency_ms_p99']:.2f} ms", flush=True)
+            print(f"3 coordinators, {n:>2} clients over {conns:>2} connections: {r['writes_per_sec']:>8.0f} writes/s"
+                  f"  p50 {r['latency_ms_p50']:.2f} ms  p99 {r['latency_ms_p99']:.2f} ms", flush=True)
 
         # 1. failover. Each kill starts from a settled cluster (see `settled`). Every write
         # attempt is recorded (start and end relative to the kill, exit code, last line of the

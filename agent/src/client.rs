@@ -38,6 +38,7 @@ pub struct ClientArgs {
     pub ca_file: Option<PathBuf>,
 }
 
+#[derive(Clone)]
 pub struct Client {
     pub grpc: CortexClient<Channel>,
     addr: String,

@@ -204,6 +204,13 @@ pub enum Outcome {
     Node {
         node: Box<NodeRecord>,
     },
+    /// A node's labels after `SetLabels` (the record itself is not copied: a label write is
+    /// the hot path, and the full record with inventory and benchmark report is kilobytes).
+    Labels {
+        node_id: NodeId,
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
     Rejected {
         reason: String,
     },

@@ -143,8 +143,10 @@ impl ClusterState {
                     node.labels.remove(k);
                 }
                 node.updated_at_ms = *at_ms;
-                Outcome::Node {
-                    node: Box::new(node.clone()),
+                Outcome::Labels {
+                    node_id: node.id,
+                    name: node.name.clone(),
+                    labels: node.labels.clone(),
                 }
             }
             Command::CreateToken { token } => {
@@ -1102,7 +1104,11 @@ mod tests {
         let Outcome::Batch { outcomes } = out else {
             panic!("expected a batch outcome")
         };
-        assert!(matches!(outcomes[0], Outcome::Node { .. }));
+        assert!(
+            matches!(&outcomes[0], Outcome::Labels { node_id: 1, labels, .. } if labels.len() == 1),
+            "{:?}",
+            outcomes[0]
+        );
         assert!(
             matches!(outcomes[1], Outcome::Rejected { .. }),
             "one bad command does not sink the others"
@@ -1111,7 +1117,7 @@ mod tests {
             matches!(outcomes[2], Outcome::Rejected { .. }),
             "batches do not nest"
         );
-        assert!(matches!(outcomes[3], Outcome::Node { .. }));
+        assert!(matches!(&outcomes[3], Outcome::Labels { labels, .. } if labels.len() == 2));
         assert_eq!(s.nodes[&1].labels.len(), 2);
     }
 }

@@ -358,21 +358,16 @@ impl NodeApi {
         let state = self.inner.sm.state();
         match state.find_node(key) {
             Some(n) => Ok(n.clone()),
-            None => {
-                let same_name: Vec<String> = state
-                    .nodes
-                    .values()
-                    .filter(|n| n.name == key)
-                    .map(|n| n.id.to_string())
-                    .collect();
-                if same_name.len() > 1 {
-                    return Err(ApiError::NotFound(format!(
-                        "the name {key:?} is ambiguous: nodes {} share it; use the id",
-                        same_name.join(", ")
-                    )));
-                }
-                Err(ApiError::node_not_found(key, state.nodes.values()))
-            }
+            None => Err(not_found(&state, key)),
+        }
+    }
+
+    /// The id of the node a key (id or unique name) names, without copying its record.
+    pub fn resolve_node(&self, key: &str) -> Result<NodeId, ApiError> {
+        let state = self.inner.sm.state();
+        match state.find_node(key) {
+            Some(n) => Ok(n.id),
+            None => Err(not_found(&state, key)),
         }
     }
 
@@ -383,7 +378,7 @@ impl NodeApi {
         key: &str,
         set: BTreeMap<String, String>,
         remove: Vec<String>,
-    ) -> Result<NodeRecord, ApiError> {
+    ) -> Result<NodeLabels, ApiError> {
         caller.require(Scope::Operate)?;
         for (k, v) in &set {
             validate_label(k, v).map_err(|m| ApiError::invalid("set", m))?;
@@ -400,17 +395,25 @@ impl NodeApi {
                 "nothing to change: give at least one label to set or remove",
             ));
         }
-        let node = self.get_node(key)?;
+        let node_id = self.resolve_node(key)?;
         let outcome = self
             .write(Command::SetLabels {
-                node_id: node.id,
+                node_id,
                 set,
                 remove,
                 at_ms: now_ms(),
             })
             .await?;
         match outcome {
-            Outcome::Node { node } => Ok(*node),
+            Outcome::Labels {
+                node_id,
+                name,
+                labels,
+            } => Ok(NodeLabels {
+                id: node_id,
+                name,
+                labels,
+            }),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
         }
     }
@@ -569,4 +572,29 @@ impl NodeApi {
             Err(RaftError::Fatal(f)) => Err(ApiError::Unavailable(format!("the Raft node has stopped: {f}"))),
         }
     }
+}
+
+/// A node's labels after a label write: what `set_labels` answers (not the whole record).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeLabels {
+    pub id: NodeId,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// "No such node", or "ambiguous name" when several nodes share the name.
+fn not_found(state: &cortex_model::state::ClusterState, key: &str) -> ApiError {
+    let same_name: Vec<String> = state
+        .nodes
+        .values()
+        .filter(|n| n.name == key)
+        .map(|n| n.id.to_string())
+        .collect();
+    if same_name.len() > 1 {
+        return ApiError::NotFound(format!(
+            "the name {key:?} is ambiguous: nodes {} share it; use the id",
+            same_name.join(", ")
+        ));
+    }
+    ApiError::node_not_found(key, state.nodes.values())
 }

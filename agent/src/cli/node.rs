@@ -87,17 +87,19 @@ pub async fn label(args: &ClientArgs, key: &str, specs: &[String], out: Output) 
         set: set.into_iter().collect(),
         remove,
     });
-    let node = client
+    let n = client
         .grpc
         .set_node_labels(req)
         .await
         .map_err(|e| client.error(e))?
         .into_inner();
-    let node = node_from_pb(node).map_err(anyhow::Error::msg)?;
+    let labels: std::collections::BTreeMap<String, String> = n.labels.into_iter().collect();
     if out == Output::Json {
-        return output::print_json(&node);
+        return output::print_json(&serde_json::json!({
+            "id": n.id, "name": n.name, "labels": labels,
+        }));
     }
-    println!("node {} ({}): labels {}", node.name, node.id, labels(&node));
+    println!("node {} ({}): labels {}", n.name, n.id, label_list(&labels));
     Ok(())
 }
 
@@ -196,10 +198,14 @@ pub fn parse_label_specs(specs: &[String]) -> anyhow::Result<(BTreeMap<String, S
 }
 
 fn labels(n: &NodeRecord) -> String {
-    if n.labels.is_empty() {
+    label_list(&n.labels)
+}
+
+fn label_list(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
         return "-".into();
     }
-    n.labels
+    labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()

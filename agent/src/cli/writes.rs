@@ -48,9 +48,13 @@ pub enum LoadgenCommand {
         /// Node whose labels are written.
         #[arg(long)]
         node: String,
-        /// Concurrent clients (each with its own connection).
+        /// Concurrent clients (each with its own connection, unless --connections is given).
         #[arg(long, default_value_t = 1)]
         clients: usize,
+        /// Connections the clients share (HTTP/2 multiplexes their calls, as clients of one
+        /// process sharing a gRPC channel do); default: one per client.
+        #[arg(long)]
+        connections: Option<usize>,
         /// How long to run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -62,6 +66,7 @@ pub enum LoadgenCommand {
 #[derive(Serialize)]
 struct Report {
     clients: usize,
+    connections: usize,
     writes: u64,
     errors: u64,
     seconds: f64,
@@ -71,13 +76,14 @@ struct Report {
 }
 
 pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
-    let (node, clients, seconds, client) = match cmd {
+    let (node, clients, connections, seconds, client) = match cmd {
         LoadgenCommand::Writes {
             node,
             clients,
+            connections,
             seconds,
             client,
-        } => (node, clients, seconds, client),
+        } => (node, clients, connections, seconds, client),
         LoadgenCommand::Heartbeats {
             token,
             ca_file,
@@ -96,15 +102,24 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         }
     };
     anyhow::ensure!(clients >= 1, "--clients must be at least 1");
+    let connections = connections.unwrap_or(clients);
+    anyhow::ensure!(
+        (1..=clients).contains(&connections),
+        "--connections must be between 1 and --clients ({clients})"
+    );
     anyhow::ensure!(
         seconds > 0.0 && seconds.is_finite(),
         "--seconds must be a positive number"
     );
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        conns.push(Client::connect(&client).await?);
+    }
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let mut c = Client::connect(&client).await?;
+        let mut c = conns[worker % connections].clone();
         let node = node.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -146,6 +161,7 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
     };
     let report = Report {
         clients,
+        connections,
         writes: all.len() as u64,
         errors,
         seconds: elapsed,
@@ -157,8 +173,9 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         return output::print_json(&report);
     }
     println!(
-        "{} clients: {} writes in {:.1}s = {:.0} writes/s (p50 {:.2} ms, p99 {:.2} ms, {} errors)",
+        "{} clients over {} connections: {} writes in {:.1}s = {:.0} writes/s (p50 {:.2} ms, p99 {:.2} ms, {} errors)",
         report.clients,
+        report.connections,
         report.writes,
         report.seconds,
         report.writes_per_sec,

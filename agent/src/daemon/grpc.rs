@@ -188,18 +188,22 @@ impl Cortex for CortexService {
     async fn set_node_labels(
         &self,
         req: Request<pb::SetNodeLabelsRequest>,
-    ) -> Result<Response<pb::Node>, Status> {
+    ) -> Result<Response<pb::NodeLabels>, Status> {
         let caller = self
             .api
             .authorize(bearer(&req).as_deref(), Scope::Operate)
             .map_err(status)?;
         let r = req.into_inner();
-        let node = self
+        let n = self
             .api
             .set_labels(&caller, &r.key, r.set.into_iter().collect(), r.remove)
             .await
             .map_err(status)?;
-        Ok(Response::new(node_to_pb(&node)))
+        Ok(Response::new(pb::NodeLabels {
+            id: n.id,
+            name: n.name,
+            labels: n.labels.into_iter().collect(),
+        }))
     }
 
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
