@@ -67,20 +67,7 @@ fn net_bench_between_two_namespaces_matches_the_shaped_link_and_iperf3() {
         return;
     }
     let sb = tempfile::tempdir().expect("tempdir");
-    let c1 = Node::start_in(
-        Some(&net.name(1)),
-        sb.path(),
-        &sb.path().join("c1"),
-        &[
-            "--grpc-addr",
-            &format!("{}:7071", net.ip(1)),
-            "--http-addr",
-            &format!("{}:7070", net.ip(1)),
-            "--node-name",
-            "c1",
-        ],
-        crate::cluster::fast_liveness,
-    );
+    let c1 = crate::cluster::first_coordinator_in(&net, sb.path());
     let token = c1
         .cli_ok(&["token", "create", "--auto-approve", "--uses", "1"])
         .trim()

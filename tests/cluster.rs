@@ -16,6 +16,25 @@ pub fn fast_liveness(cmd: &mut Command) {
         .env("CORTEX_CLUSTER__VOTER_GRACE_MS", "3000");
 }
 
+/// The first coordinator of a cluster in network namespace host 1: node name `c1`, gRPC on
+/// port 7071 and HTTP on 7070 of that host's address, fast liveness.
+pub fn first_coordinator_in(net: &crate::harness::netns::Netns, sb: &std::path::Path) -> Node {
+    Node::start_in(
+        Some(&net.name(1)),
+        sb,
+        &sb.join("c1"),
+        &[
+            "--grpc-addr",
+            &format!("{}:7071", net.ip(1)),
+            "--http-addr",
+            &format!("{}:7070", net.ip(1)),
+            "--node-name",
+            "c1",
+        ],
+        fast_liveness,
+    )
+}
+
 pub fn join_token(coord: &Node, extra: &[&str]) -> String {
     let mut args = vec!["token", "create", "--ttl", "1h"];
     args.extend_from_slice(extra);

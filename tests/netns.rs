@@ -40,20 +40,7 @@ fn status_in(net: &Netns, i: usize, sb: &std::path::Path) -> Option<serde_json::
 /// A coordinator in host `i`'s namespace; c1 creates the cluster, the others join.
 fn start_cluster(net: &Netns, sb: &std::path::Path) -> (Node, Vec<Agent>, String) {
     let addr = |i: usize| format!("{}{GRPC}", net.ip(i));
-    let c1 = Node::start_in(
-        Some(&net.name(1)),
-        sb,
-        &sb.join("c1"),
-        &[
-            "--grpc-addr",
-            &addr(1),
-            "--http-addr",
-            &format!("{}:7070", net.ip(1)),
-            "--node-name",
-            "c1",
-        ],
-        crate::cluster::fast_liveness,
-    );
+    let c1 = crate::cluster::first_coordinator_in(net, sb);
     let coord_token = c1
         .cli_ok(&["token", "create", "--auto-approve", "--uses", "2"])
         .trim()

@@ -7,8 +7,6 @@ use std::time::Duration;
 use crate::harness::netns::Netns;
 use crate::harness::{capable, eventually, is_root, Agent, Node};
 
-const GRPC: &str = ":7071";
-
 struct Cluster {
     net: Netns,
     c1: Node,
@@ -21,20 +19,7 @@ fn start(sb: &std::path::Path) -> Option<Cluster> {
         return None;
     }
     let net = Netns::new(3)?;
-    let c1 = Node::start_in(
-        Some(&net.name(1)),
-        sb,
-        &sb.join("c1"),
-        &[
-            "--grpc-addr",
-            &format!("{}{GRPC}", net.ip(1)),
-            "--http-addr",
-            &format!("{}:7070", net.ip(1)),
-            "--node-name",
-            "c1",
-        ],
-        crate::cluster::fast_liveness,
-    );
+    let c1 = crate::cluster::first_coordinator_in(&net, sb);
     let token = c1
         .cli_ok(&["token", "create", "--auto-approve", "--uses", "2"])
         .trim()

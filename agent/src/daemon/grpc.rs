@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::grpc_tasks as tasks;
-use crate::api::{ApiError, JoinInput, NewToken, NodeApi};
+use crate::api::{ApiError, Caller, JoinInput, NewToken, NodeApi};
 use crate::convert::{node_to_pb, status_to_pb, token_to_pb};
 use cortex_cluster::raft_service::{peer_node, require_coordinator};
 use cortex_model::command::Command;
@@ -62,6 +62,11 @@ pub(super) fn status(e: ApiError) -> Status {
         ApiError::Unavailable(_) => Status::unavailable(msg),
         ApiError::Internal(_) => Status::internal(msg),
     }
+}
+
+/// The caller behind a request's bearer token, refused unless its scope allows `need`.
+pub(super) fn caller<T>(api: &NodeApi, req: &Request<T>, need: Scope) -> Result<Caller, Status> {
+    api.authorize(bearer(req).as_deref(), need).map_err(status)
 }
 
 pub(super) fn bearer<T>(req: &Request<T>) -> Option<String> {
@@ -189,10 +194,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::SetNodeLabelsRequest>,
     ) -> Result<Response<pb::NodeLabels>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let r = req.into_inner();
         let n = self
             .api
@@ -237,10 +239,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::NodeDecisionRequest>,
     ) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let node = self
             .api
             .approve_node(&caller, &req.into_inner().key)
@@ -250,10 +249,7 @@ impl Cortex for CortexService {
     }
 
     async fn reject_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let r = req.into_inner();
         let node = self
             .api
@@ -267,10 +263,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let r = req.into_inner();
         let kind = match r.kind.as_str() {
             "join" => TokenKind::Join,
@@ -307,10 +300,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Admin)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Admin)?;
         let tokens = self
             .api
             .list_tokens(&caller)
@@ -325,10 +315,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::Token>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Admin)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Admin)?;
         let t = self
             .api
             .revoke_token(&caller, &req.into_inner().id)
@@ -341,10 +328,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Read)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Read)?;
         Ok(Response::new(pb::WhoAmIResponse {
             token_id: caller.token_id,
             scope: caller.scope.as_str().to_string(),
@@ -423,10 +407,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::RunBenchmarkRequest>,
     ) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let r = req.into_inner();
         let node = self
             .api
@@ -440,10 +421,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::RunNetBenchmarkRequest>,
     ) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let r = req.into_inner();
         if r.coordinator_measures {
             for (field, v) in [("secret_sha256", &r.secret_sha256), ("from", &r.from)] {
@@ -472,10 +450,7 @@ impl Cortex for CortexService {
     }
 
     async fn drain_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let node = self
             .api
             .drain_node(&caller, &req.into_inner().key)
@@ -488,10 +463,7 @@ impl Cortex for CortexService {
         &self,
         req: Request<pb::NodeDecisionRequest>,
     ) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Operate)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Operate)?;
         let node = self
             .api
             .undrain_node(&caller, &req.into_inner().key)
@@ -501,10 +473,7 @@ impl Cortex for CortexService {
     }
 
     async fn remove_node(&self, req: Request<pb::NodeDecisionRequest>) -> Result<Response<pb::Node>, Status> {
-        let caller = self
-            .api
-            .authorize(bearer(&req).as_deref(), Scope::Admin)
-            .map_err(status)?;
+        let caller = caller(&self.api, &req, Scope::Admin)?;
         let node = self
             .api
             .remove_node(&caller, &req.into_inner().key)

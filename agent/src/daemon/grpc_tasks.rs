@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::grpc::{bearer, status};
+use super::grpc::{caller, status};
 use crate::api::tasks::{SubmitInput, TaskFilter};
 use crate::api::{ApiError, NodeApi};
 
@@ -48,9 +48,7 @@ pub async fn submit(
     api: &NodeApi,
     req: Request<pb::JsonRequest>,
 ) -> Result<Response<pb::JsonResponse>, Status> {
-    let caller = api
-        .authorize(bearer(&req).as_deref(), Scope::Operate)
-        .map_err(status)?;
+    let caller = caller(api, &req, Scope::Operate)?;
     let input: SubmitInput = parse("input_json", &req.into_inner().input_json)?;
     let out = api.submit_tasks(&caller, input).await.map_err(status)?;
     json(&out)
@@ -82,9 +80,7 @@ pub async fn cancel(
     api: &NodeApi,
     req: Request<pb::JsonRequest>,
 ) -> Result<Response<pb::JsonResponse>, Status> {
-    let caller = api
-        .authorize(bearer(&req).as_deref(), Scope::Operate)
-        .map_err(status)?;
+    let caller = caller(api, &req, Scope::Operate)?;
     let input: CancelInput = parse("input_json", &req.into_inner().input_json)?;
     json(
         &api.cancel_tasks(&caller, input.ids, &input.reason)
