@@ -16,15 +16,9 @@ With --logs DIR each node's log is kept in DIR/<name>.log (info level), bench li
 kill, and the failover section prints per kill when the first survivor became a candidate, when
 one became leader, and when the first write was accepted.
 """
-import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchlib import free_port, cpu_seconds, rss_mb
 
 
 CLUSTERS = []  # every cluster started, so an error never leaves nodes running (or stopped)
@@ -181,20 +175,6 @@ def phases(logs, trials):
     print(f"phases (median): first candidate {med('to_candidate')} s, election {med('election')} s, "
           f"leader to first write {med('to_write')} s", flush=True)
     return rows
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def pct(xs, p):

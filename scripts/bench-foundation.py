@@ -10,15 +10,9 @@ usage: scripts/bench-foundation.py [--binary target/release/cortex] [--runs 10] 
                                    [--seconds 10] [--json out.json]
 Build first: cargo build --release
 """
-import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchlib import free_port, cpu_seconds, rss_mb
 
 
 def env_for(sandbox):
@@ -60,20 +54,6 @@ def stop(p):
 def summary(xs):
     xs = sorted(xs)
     return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "n": len(xs)}
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():

@@ -18,17 +18,11 @@ usage: scripts/bench-page.py [--binary target/release/cortex] [--sim 1000] [--cl
 Needs Node.js and playwright-core (scripts/test.sh installs it into
 ${XDG_CACHE_HOME:-~/.cache}/cortex-test-browser) and /usr/bin/chromium.
 """
-import argparse, asyncio, json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, asyncio, json, os, statistics, subprocess, sys, tempfile, time, urllib.request
+
+from benchlib import free_port, cpu_seconds, rss_mb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def pct(v, p):
@@ -38,20 +32,6 @@ def pct(v, p):
 
 def summary(v):
     return {"n": len(v), "p50": round(pct(v, 50), 1), "p99": round(pct(v, 99), 1), "max": round(max(v), 1)}
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def get(url):

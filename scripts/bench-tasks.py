@@ -12,15 +12,9 @@
 usage: scripts/bench-tasks.py [--binary target/release/cortex] [--count 200] [--clients 64]
                               [--tasks 3000] [--skip nspawn,podman,...] [--json out.json]
 """
-import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchlib import free_port
 
 
 class Cluster:

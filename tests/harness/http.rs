@@ -42,7 +42,8 @@ pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> std:
     Ok(HttpResponse { status, body })
 }
 
-fn dechunk(mut s: &str) -> String {
+/// The body of a chunked HTTP/1.1 response, its chunks joined.
+pub(crate) fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

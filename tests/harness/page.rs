@@ -54,25 +54,16 @@ pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let body = if chunked {
+        super::http::dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     Reply {
         status,
         headers,
         body,
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// A logged-in page session: the cookie pair (`cortex_session=…`) and the CSRF token.

@@ -52,6 +52,20 @@ impl ApiError {
     }
 
     /// A stable machine-readable code for JSON bodies.
+    /// The HTTP status the JSON API and the status page answer this error with.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Rejected(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated(_) => "unauthenticated",

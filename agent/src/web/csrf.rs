@@ -36,16 +36,7 @@ impl IntoResponse for Refusal {
 
 impl From<ApiError> for Refusal {
     fn from(e: ApiError) -> Self {
-        let status = match &e {
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Rejected(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Refusal(status, e.code(), e.to_string())
+        Refusal(e.http_status(), e.code(), e.to_string())
     }
 }
 

@@ -22,15 +22,7 @@ impl From<ApiError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let code = match &self.0 {
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Rejected(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let code = self.0.http_status();
         let body = Json(json!({ "error": { "code": self.0.code(), "message": self.0.to_string() } }));
         if code == StatusCode::UNAUTHORIZED {
             let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
