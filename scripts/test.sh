@@ -58,16 +58,36 @@ packages=(
     tftp-hpa          # PXE tests: an RFC 1350 TFTP client (`tftp`) fetches from `cortex pxe serve`
 )
 
-if [[ $install == 1 ]]; then
+find_missing() {
     missing=()
     for p in "${packages[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
+}
+
+if [[ $install == 1 ]]; then
+    find_missing
     if [[ ${#missing[@]} -gt 0 ]]; then
         echo "==> installing: ${missing[*]}"
         if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+        apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@"; }
         $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        if ! apt_install "${missing[@]}"; then
+            # Seen on a machine image with a backported qemu-utils (10.x): bookworm's
+            # qemu-system-x86 (7.2) cannot sit beside it, and apt gives up on the whole set
+            # ("held broken packages"). One at a time, apt replaces the backported package.
+            echo "==> apt could not install these in one go; installing them one at a time"
+            for p in "${missing[@]}"; do
+                dpkg -s "$p" >/dev/null 2>&1 || apt_install "$p"
+            done
+        fi
+        # An install may have removed a package that was here before (qemu-system-x86 removes
+        # that backported qemu-utils, and with it qemu-img): check the whole list again.
+        find_missing
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            echo "==> installing what an earlier install removed: ${missing[*]}"
+            apt_install "${missing[@]}"
+        fi
     fi
     for c in rustfmt clippy; do
         if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
