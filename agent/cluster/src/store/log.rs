@@ -1,4 +1,5 @@
-//! The Raft log half of the store (openraft's `RaftLogStorage`).
+//! The Raft log half of the store (openraft's `RaftLogStorage`): entries in `raft.wal`
+//! (`wal.rs`), the vote, committed index and purge point in redb.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -10,18 +11,75 @@ use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use super::codec::{decode, encode, read_err, read_logs_err, write_err, write_logs_err};
-use super::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
+use super::wal::Wal;
+use super::{StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
 pub struct LogStore {
     pub(crate) db: Arc<Database>,
     pub(crate) path: PathBuf,
+    wal: Arc<Wal>,
+    /// When `save_committed` last made its write durable.
+    committed_synced: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>, path: PathBuf) -> Self {
-        LogStore { db, path }
+    /// Opens the log beside the redb file at `path` (`raft.redb` → `raft.wal`). Entries an
+    /// older version kept in redb's log table are moved into the file once.
+    pub(crate) fn open(db: Arc<Database>, path: PathBuf) -> Result<Self, StoreError> {
+        let wal = Arc::new(Wal::open(&path.with_extension("wal"))?);
+        let store = LogStore {
+            db,
+            path,
+            wal,
+            committed_synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+        };
+        store.migrate().map_err(|e| StoreError::Io {
+            path: store.path.clone(),
+            detail: format!("moving the raft log out of redb: {e}"),
+        })?;
+        // A purge records its point before it drops records; a crash in between leaves records
+        // the snapshot already has. Forget them now.
+        let purged: Option<LogId> = store.read_meta(KEY_PURGED).map_err(|e| StoreError::Io {
+            path: store.path.clone(),
+            detail: e.to_string(),
+        })?;
+        if let Some(p) = purged {
+            store.wal.purge(p.index).map_err(|e| StoreError::Io {
+                path: store.path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let old: Vec<(u64, Vec<u8>)> = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+            out
+        };
+        if old.is_empty() {
+            return Ok(());
+        }
+        if self.wal.last_index().is_none() {
+            self.wal.append(&old)?;
+            self.wal.sync()?;
+            tracing::info!(
+                entries = old.len(),
+                "raft log: moved the log from redb into raft.wal"
+            );
+        }
+        let txn = self.db.begin_write()?;
+        txn.open_table(LOG)?.retain(|_, _| false)?;
+        txn.commit()?;
+        Ok(())
     }
 
     // The error type is openraft's `StorageError`, fixed by its traits; boxing it here would
@@ -59,7 +117,7 @@ impl LogStore {
 
 /// A durable write slower than this is logged: openraft waits for it inline (a vote must be on
 /// disk before it is sent or granted), so a slow disk shows up as slow elections and commits.
-const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(250);
+pub(crate) const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Runs blocking store IO (fsync) off the async worker threads; `op` names it in the slow-write
 /// warning.
@@ -88,25 +146,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let start = match range.start_bound() {
+        let from = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(*i),
-            Bound::Excluded(i) => Bound::Excluded(*i),
-            Bound::Unbounded => Bound::Unbounded,
+        let to = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
         };
-        let txn = self.db.begin_read().map_err(read_logs_err)?;
-        let table = txn.open_table(LOG).map_err(read_logs_err)?;
-        let iter = table
-            .range::<u64>((Bound::Included(start), end))
-            .map_err(read_logs_err)?;
         let mut out = Vec::new();
-        for item in iter {
-            let (_, v) = item.map_err(read_logs_err)?;
-            out.push(decode::<Entry>(v.value()).map_err(read_logs_err)?);
+        for bytes in self.wal.read(from, to).map_err(read_logs_err)? {
+            out.push(decode::<Entry>(&bytes).map_err(read_logs_err)?);
         }
         Ok(out)
     }
@@ -117,10 +169,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.read_meta(KEY_PURGED)?;
-        let txn = self.db.begin_read().map_err(read_logs_err)?;
-        let table = txn.open_table(LOG).map_err(read_logs_err)?;
-        let last = match table.last().map_err(read_logs_err)? {
-            Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(read_logs_err)?.log_id),
+        let last = match self.wal.last_index() {
+            Some(i) => match self.wal.read(i, i + 1).map_err(read_logs_err)?.first() {
+                Some(bytes) => Some(decode::<Entry>(bytes).map_err(read_logs_err)?.log_id),
+                None => None,
+            },
             None => None,
         };
         Ok(LogState {
@@ -142,7 +195,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(KEY_COMMITTED, &committed, Durability::None).await
+        // Not needed for safety, so no fsync on every commit; but once a second a durable one:
+        // the log's entries no longer go through redb, and redb reuses the pages non-durable
+        // commits free only after a durable commit.
+        let durable = {
+            let mut last = self
+                .committed_synced
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = last.elapsed() >= std::time::Duration::from_secs(1);
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write_meta(KEY_COMMITTED, &committed, durability).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -158,54 +230,84 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             encoded.push((e.log_id.index, encode(&e).map_err(write_logs_err)?));
         }
-        let db = self.db.clone();
-        let res = blocking("append", move || {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOG)?;
-                for (index, bytes) in &encoded {
-                    table.insert(*index, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await;
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_logs_err(e))
-            }
+        // Into the page cache (readable at once), durable when the flusher's fsync is: openraft
+        // counts the entries as stored only when the callback fires.
+        if let Err(e) = self.wal.append(&encoded) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(write_logs_err(e));
         }
+        self.wal.flush(callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
+        let wal = self.wal.clone();
         blocking("truncate", move || {
-            let txn = db.begin_write()?;
-            txn.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
-            txn.commit()?;
-            Ok(())
+            wal.truncate(log_id.index).map_err(redb::Error::Io)
         })
         .await
         .map_err(write_logs_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = encode(&log_id).map_err(write_logs_err)?;
-        let db = self.db.clone();
-        blocking("purge", move || {
-            let txn = db.begin_write()?;
-            txn.open_table(META)?.insert(KEY_PURGED, bytes.as_slice())?;
-            txn.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(write_logs_err)
+        // The purge point first (durable), then the records: a crash between leaves records the
+        // snapshot has, which `open` forgets again.
+        self.write_meta(KEY_PURGED, &log_id, Durability::Immediate)
+            .await?;
+        let wal = self.wal.clone();
+        blocking("purge", move || wal.purge(log_id.index).map_err(redb::Error::Io))
+            .await
+            .map_err(write_logs_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A data dir written before raft.wal kept its entries in redb's log table: they move into
+    /// the file at the first open, once.
+    #[tokio::test]
+    async fn entries_in_the_old_redb_table_move_into_the_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let (store, _sm) = super::super::open_store(&path).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(LOG).unwrap();
+                for i in 1..=3 {
+                    t.insert(i, encode(&entry(i)).unwrap().as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        std::fs::remove_file(dir.path().join("raft.wal")).unwrap();
+        for _ in 0..2 {
+            let (mut store, _sm) = super::super::open_store(&path).unwrap();
+            let got = store.try_get_log_entries(1..=3).await.unwrap();
+            assert_eq!(
+                got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+                vec![1, 2, 3]
+            );
+            let left = store
+                .db
+                .begin_read()
+                .unwrap()
+                .open_table(LOG)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .count();
+            assert_eq!(left, 0, "the redb table is emptied");
+        }
     }
 }

@@ -1,18 +1,23 @@
-//! The durable Raft store: one redb file holds the log, the vote, the committed index, the
-//! latest state-machine snapshot and this node's identity.
+//! The durable Raft store: `raft.wal` holds the log entries (an append-only file, `wal.rs`);
+//! one redb file, `raft.redb`, holds the vote, the committed index, the purge point, the latest
+//! state-machine snapshot and this node's identity.
 //!
 //! Durability (see docs/ARCHITECTURE.md, "Durability"):
-//! - `append`, `save_vote`, `truncate`, `purge`, snapshots and the identity are committed with
-//!   `Durability::Immediate` (fsync) before the call returns / openraft's callback fires;
-//! - `save_committed` uses `Durability::None`: it becomes durable with the next fsynced commit.
-//!   Losing it in a crash only means re-applying fewer entries at start-up; the leader
-//!   re-establishes the commit index (Raft's committed index is not required to be durable).
+//! - `append` writes the entries to `raft.wal` and returns; openraft's callback fires only after
+//!   the flusher's `fdatasync` covers them (one fsync for every append queued meanwhile, off
+//!   the Raft core's path);
+//! - `save_vote`, `truncate`, `purge`, snapshots and the identity are durable (fsync) before the
+//!   call returns;
+//! - `save_committed` is durable at most once a second (`Durability::None` in between). Losing
+//!   it in a crash only means re-applying fewer entries at start-up; the leader re-establishes
+//!   the commit index (Raft's committed index is not required to be durable).
 //! - The state machine lives in memory; at start-up it is the last snapshot plus the committed
 //!   log entries after it, re-applied by openraft.
 
 mod codec;
 mod log;
 mod state_machine;
+mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,7 +57,7 @@ pub fn open_store(path: &Path) -> Result<(LogStore, StateMachineStore), StoreErr
         path: path.to_path_buf(),
         detail: format!("its snapshot could not be decoded: {e}"),
     })?;
-    Ok((LogStore::new(db, path.to_path_buf()), sm))
+    Ok((LogStore::open(db, path.to_path_buf())?, sm))
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {

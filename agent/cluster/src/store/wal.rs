@@ -1,0 +1,438 @@
+//! The Raft log in its own append-only file (`raft.wal` beside `raft.redb`).
+//!
+//! Why not a redb table: a durable redb commit holds redb's single write lock through its
+//! fsync, and openraft waits inside `append` for it, so every node's Raft core stood still for
+//! one fsync per entry (docs/benchmarks.md measured half the write throughput going there).
+//! Here `append` writes the records into the file (the page cache: readable at once, which
+//! replication needs) and returns; a flusher thread calls `fdatasync` *outside* the append lock
+//! and only then tells openraft the entries are stored. One fsync covers every append that
+//! queued up meanwhile, and appends go on while it runs.
+//!
+//! Record: `len: u32 LE` (payload bytes), `crc: u32 LE` (CRC-32 of index and payload),
+//! `index: u64 LE`, payload (the entry as JSON, like every record in the store). Indexes are
+//! contiguous. At open the file is read through: an incomplete or unreadable last record is a
+//! write torn by a crash before its fsync (never acknowledged), cut off; a bad record with
+//! complete records after it is damage, and the store refuses to open rather than drop entries
+//! it may have acknowledged.
+//!
+//! Purged records stay in the file until they are most of it (and at least `COMPACT_AT`); then
+//! the live records are copied to a new file, fsynced and renamed over it.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use openraft::storage::LogFlushed;
+
+use super::StoreError;
+use crate::types::TypeConfig;
+
+const HEADER: u64 = 16;
+
+/// Purged bytes at the front that make a compaction worth it (when they are also more than the
+/// live bytes).
+const COMPACT_AT: u64 = 8 << 20;
+
+/// Refuses a record longer than this at open (a damaged length field, not an entry).
+const MAX_RECORD: u64 = 256 << 20;
+
+/// (index, offset, length with header) of one record.
+type Record = (u64, u64, u64);
+
+pub(crate) struct Wal {
+    path: PathBuf,
+    state: Arc<Mutex<State>>,
+    flush: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+struct State {
+    /// The current file; compaction replaces it. The flusher syncs whichever is current.
+    file: Arc<File>,
+    end: u64,
+    /// Live records in index order.
+    records: VecDeque<Record>,
+    /// Bytes of purged records before the first live one.
+    dead: u64,
+}
+
+impl Wal {
+    /// Opens or creates the log file, cutting off a torn last record.
+    pub(crate) fn open(path: &Path) -> Result<Wal, StoreError> {
+        let io = |e: io::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let (records, end) = scan(&file).map_err(|detail| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        })?;
+        let len = file.metadata().map_err(io)?.len();
+        if end < len {
+            tracing::warn!(
+                path = %path.display(),
+                kept = end,
+                cut = len - end,
+                "raft log: cutting off a record torn by a crash before it was flushed"
+            );
+            file.set_len(end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let dead = records.front().map_or(end, |r| r.1);
+        let state = Arc::new(Mutex::new(State {
+            file: Arc::new(file),
+            end,
+            records,
+            dead,
+        }));
+        let flush = start_flusher(Arc::downgrade(&state));
+        Ok(Wal {
+            path: path.to_path_buf(),
+            state,
+            flush,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn first_index(&self) -> Option<u64> {
+        self.lock().records.front().map(|r| r.0)
+    }
+
+    pub(crate) fn last_index(&self) -> Option<u64> {
+        self.lock().records.back().map(|r| r.0)
+    }
+
+    /// Writes `entries` (index, payload) after the last record; not yet durable.
+    pub(crate) fn append(&self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let mut st = self.lock();
+        if let Some(&(last, _, _)) = st.records.back() {
+            if first.0 != last + 1 {
+                return Err(io::Error::other(format!(
+                    "raft log: entry {} does not follow the last stored entry {last}",
+                    first.0
+                )));
+            }
+        }
+        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.1.len() + HEADER as usize).sum());
+        let mut placed = Vec::with_capacity(entries.len());
+        let mut at = st.end;
+        for (i, (index, payload)) in entries.iter().enumerate() {
+            if i > 0 && *index != entries[i - 1].0 + 1 {
+                return Err(io::Error::other(format!(
+                    "raft log: entries to append are not contiguous at {index}"
+                )));
+            }
+            let len = u32::try_from(payload.len())
+                .map_err(|_| io::Error::other(format!("raft log: entry {index} is too large")))?;
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(&crc(*index, payload).to_le_bytes());
+            buf.extend_from_slice(&index.to_le_bytes());
+            buf.extend_from_slice(payload);
+            let size = HEADER + u64::from(len);
+            placed.push((*index, at, size));
+            at += size;
+        }
+        st.file.write_all_at(&buf, st.end)?;
+        st.end = at;
+        st.records.extend(placed);
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable, now.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let file = self.lock().file.clone();
+        file.sync_all()
+    }
+
+    /// Fires `callback` once everything appended so far is on disk.
+    pub(crate) fn flush(&self, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::SendError(callback)) = self.flush.send(callback) {
+            callback.log_io_completed(Err(io::Error::other("the raft log flusher has stopped")));
+        }
+    }
+
+    /// The payloads of the live records with index in `[from, to)`.
+    pub(crate) fn read(&self, from: u64, to: u64) -> io::Result<Vec<Vec<u8>>> {
+        let st = self.lock();
+        let Some(&(first, _, _)) = st.records.front() else {
+            return Ok(Vec::new());
+        };
+        let lo = from.max(first) - first;
+        let hi = (to.max(first) - first).min(st.records.len() as u64);
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        let (lo, hi) = (lo as usize, hi as usize);
+        let start = st.records[lo].1;
+        let stop = st.records[hi - 1].1 + st.records[hi - 1].2;
+        let mut span = vec![0u8; (stop - start) as usize];
+        st.file.read_exact_at(&mut span, start)?;
+        let mut out = Vec::with_capacity(hi - lo);
+        for &(_, offset, size) in st.records.range(lo..hi) {
+            let at = (offset - start) as usize;
+            out.push(span[at + HEADER as usize..at + size as usize].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Removes the records with index >= `from`, durably.
+    pub(crate) fn truncate(&self, from: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        let Some(pos) = st.records.iter().position(|r| r.0 >= from) else {
+            return Ok(());
+        };
+        let end = st.records[pos].1;
+        st.records.truncate(pos);
+        st.end = end;
+        if st.records.is_empty() {
+            st.dead = end;
+        }
+        st.file.set_len(end)?;
+        st.file.sync_all()
+    }
+
+    /// Forgets the records with index <= `upto` (the snapshot has them); compacts the file when
+    /// they are most of it.
+    pub(crate) fn purge(&self, upto: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        while st.records.front().is_some_and(|r| r.0 <= upto) {
+            st.records.pop_front();
+        }
+        st.dead = st.records.front().map_or(st.end, |r| r.1);
+        let live = st.end - st.dead;
+        if st.dead >= COMPACT_AT && st.dead > live {
+            self.compact(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the live records to a new file and renames it over the old one.
+    fn compact(&self, st: &mut State) -> io::Result<()> {
+        let tmp = self.path.with_extension("wal.tmp");
+        let mut live = vec![0u8; (st.end - st.dead) as usize];
+        st.file.read_exact_at(&mut live, st.dead)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all_at(&live, 0)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        let shift = st.dead;
+        for r in st.records.iter_mut() {
+            r.1 -= shift;
+        }
+        st.end -= shift;
+        st.dead = 0;
+        st.file = Arc::new(file);
+        tracing::info!(path = %self.path.display(), freed = shift, "raft log: compacted the purged records away");
+        Ok(())
+    }
+}
+
+/// Reads the file through: the live records and where the good data ends.
+fn scan(file: &File) -> Result<(VecDeque<Record>, u64), String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut records: VecDeque<Record> = VecDeque::new();
+    let mut at = 0u64;
+    let mut header = [0u8; HEADER as usize];
+    while at < len {
+        // A record that would run past the end of the file is the torn last write.
+        if len - at < HEADER {
+            break;
+        }
+        file.read_exact_at(&mut header, at).map_err(|e| e.to_string())?;
+        let size = u64::from(u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
+        let want = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let index = u64::from_le_bytes([
+            header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
+        ]);
+        if size > MAX_RECORD {
+            if zeros_or_end(file, at, len)? {
+                break;
+            }
+            return Err(damaged(at, "a record's length field is impossible", len));
+        }
+        if len - at - HEADER < size {
+            // Runs past the end of the file: the last write, torn.
+            break;
+        }
+        let mut payload = vec![0u8; size as usize];
+        file.read_exact_at(&mut payload, at + HEADER)
+            .map_err(|e| e.to_string())?;
+        let next = at + HEADER + size;
+        let follows = records.back().is_none_or(|r| index == r.0 + 1);
+        if crc(index, &payload) != want || !follows {
+            if next < len && !zeros_or_end(file, at, len)? {
+                return Err(damaged(at, "a record fails its checksum or is out of order", len));
+            }
+            break;
+        }
+        records.push_back((index, at, HEADER + size));
+        at = next;
+    }
+    Ok((records, at))
+}
+
+/// True when everything from `at` to the end is zero bytes (a file extended but not written:
+/// the shape a crash leaves after a torn append).
+fn zeros_or_end(file: &File, at: u64, len: u64) -> Result<bool, String> {
+    let mut rest = vec![0u8; (len - at).min(MAX_RECORD) as usize];
+    file.read_exact_at(&mut rest, at).map_err(|e| e.to_string())?;
+    Ok(rest.iter().all(|b| *b == 0) || rest.len() as u64 <= HEADER)
+}
+
+fn damaged(at: u64, what: &str, len: u64) -> String {
+    format!(
+        "the raft log is damaged at byte {at} of {len}: {what}, and complete records follow. \
+         Refusing to drop entries this node may have acknowledged"
+    )
+}
+
+fn crc(index: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// The flusher: fsyncs the current file, then fires the callbacks queued before the fsync
+/// began, in order. It holds the log only weakly and ends with it.
+fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+    let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+    let spawned = std::thread::Builder::new()
+        .name("raft-log-flush".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                waiting.extend(rx.try_iter());
+                let started = std::time::Instant::now();
+                let result = match state.upgrade() {
+                    Some(state) => {
+                        // Appends go on while this fsync runs: the lock is held only to take the file.
+                        let file = state.lock().unwrap_or_else(|p| p.into_inner()).file.clone();
+                        file.sync_data()
+                    }
+                    None => Err(io::Error::other("the raft log was closed before it was flushed")),
+                };
+                let took = started.elapsed();
+                if took >= super::log::SLOW_WRITE {
+                    tracing::warn!(
+                        ms = took.as_millis() as u64,
+                        appends = waiting.len(),
+                        "raft store: an fsync of the log was slow (the disk is busy); commits waited for it"
+                    );
+                }
+                for callback in waiting {
+                    callback.log_io_completed(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(io::Error::other(format!("raft log fsync failed: {e}"))),
+                    });
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // The receiver is gone with the closure: every flush then fails with a clear error.
+        tracing::error!("cannot start the raft log flusher thread: {e}");
+    }
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
+        (from..to)
+            .map(|i| (i, format!("entry {i}").into_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn appends_reads_truncates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.wal");
+        let wal = Wal::open(&path).unwrap();
+        wal.append(&entries(1, 11)).unwrap();
+        assert_eq!(
+            wal.read(3, 6).unwrap(),
+            vec![b"entry 3".to_vec(), b"entry 4".to_vec(), b"entry 5".to_vec()]
+        );
+        assert!(wal.append(&entries(12, 13)).is_err(), "a gap is refused");
+        wal.truncate(8).unwrap();
+        assert_eq!(wal.last_index(), Some(7));
+        wal.append(&entries(8, 9)).unwrap();
+        drop(wal);
+        let wal = Wal::open(&path).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(8)));
+        assert_eq!(wal.read(8, 9).unwrap(), vec![b"entry 8".to_vec()]);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_and_damage_in_the_middle_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.wal");
+        let wal = Wal::open(&path).unwrap();
+        wal.append(&entries(1, 4)).unwrap();
+        drop(wal);
+        let full = std::fs::read(&path).unwrap();
+        // Torn: the last record only half written.
+        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+        let wal = Wal::open(&path).unwrap();
+        assert_eq!(wal.last_index(), Some(2));
+        wal.append(&entries(3, 4)).unwrap();
+        drop(wal);
+        // Torn the other way: the file extended with zeros that were never written.
+        let mut zeros = std::fs::read(&path).unwrap();
+        zeros.extend_from_slice(&[0u8; 40]);
+        std::fs::write(&path, &zeros).unwrap();
+        assert_eq!(Wal::open(&path).unwrap().last_index(), Some(3));
+        // Damage: a flipped byte in the first record's payload, complete records after it.
+        let mut bad = std::fs::read(&path).unwrap();
+        bad[HEADER as usize + 1] ^= 0xff;
+        std::fs::write(&path, &bad).unwrap();
+        let err = Wal::open(&path).err().unwrap().to_string();
+        assert!(err.contains("damaged at byte 0"), "{err}");
+    }
+
+    #[test]
+    fn purge_forgets_and_compaction_keeps_what_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.wal");
+        let wal = Wal::open(&path).unwrap();
+        let big: Vec<(u64, Vec<u8>)> = (1..=40).map(|i| (i, vec![i as u8; 512 << 10])).collect();
+        wal.append(&big).unwrap();
+        wal.purge(35).unwrap();
+        assert_eq!(wal.first_index(), Some(36));
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 6 * (512 << 10),
+            "compacted"
+        );
+        assert_eq!(wal.read(36, 37).unwrap(), vec![vec![36u8; 512 << 10]]);
+        wal.append(&entries(41, 42)).unwrap();
+        drop(wal);
+        let wal = Wal::open(&path).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (Some(36), Some(41)));
+    }
+}
