@@ -165,3 +165,86 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
         },
     );
 }
+
+/// A join token works at once through a coordinator that has not yet applied it: here one that
+/// was frozen (SIGSTOP) while the other two committed the token, and is joined through the
+/// moment it resumes (a restarted coordinator replaying its log is in the same place). It waits for its state to catch up instead of answering "unknown token".
+#[test]
+fn a_token_works_at_once_through_a_coordinator_still_catching_up() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let (g1, g2, g3) = (free_addr(), free_addr(), free_addr());
+    let c1 = Node::start_with(
+        sb.path(),
+        &sb.path().join("c1"),
+        &["--grpc-addr", &g1, "--node-name", "c1"],
+        fast_liveness,
+    );
+    let token = join_token(&c1, &["--auto-approve"]);
+    let c2 = start_coordinator(sb.path(), "c2", &token, &g2);
+    let c3 = start_coordinator(sb.path(), "c3", &token, &g3);
+    eventually(Duration::from_secs(30), "three voters", || {
+        (voters(&c1, &g1) == 3).then_some(())
+    });
+    let leader = eventually(Duration::from_secs(20), "a leader", || {
+        status(&c1, &g1).and_then(|s| s["leader_id"].as_u64())
+    });
+    let nodes = [
+        (c1.node_id(), &g1, c1.pid()),
+        (0, &g2, c2.pid()),
+        (0, &g3, c3.pid()),
+    ];
+    let ids: Vec<u64> = nodes
+        .iter()
+        .map(|(id, g, _)| match id {
+            0 => status(&c1, g)
+                .and_then(|s| s["node_id"].as_u64())
+                .expect("node id"),
+            id => *id,
+        })
+        .collect();
+    let lead = ids
+        .iter()
+        .position(|id| *id == leader)
+        .expect("the leader is one of the three");
+    let lagging = (lead + 1) % 3;
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    for i in 0..3 {
+        signal("-STOP", nodes[lagging].2);
+        let fresh = c1
+            .cli_ok(&[
+                "token",
+                "create",
+                "--ttl",
+                "1h",
+                "--auto-approve",
+                "--server",
+                nodes[lead].1,
+            ])
+            .trim()
+            .to_string();
+        // Long enough for the leader's calls to it to time out: it resumes behind, and the
+        // leader's replication to it is in back-off.
+        std::thread::sleep(Duration::from_millis(1500));
+        signal("-CONT", nodes[lagging].2);
+        let name = format!("w{i}");
+        let mut w = Agent::start(
+            sb.path(),
+            &sb.path().join(&name),
+            &[
+                "--token",
+                &fresh,
+                "--join",
+                nodes[lagging].1,
+                "--node-name",
+                &name,
+            ],
+        );
+        w.wait_approved(Duration::from_secs(30));
+    }
+}

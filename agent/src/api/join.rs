@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use cortex_model::command::{Command, Outcome};
 use cortex_model::inventory::Inventory;
 use cortex_model::node::{BenchSummary, JoinInfo, NodeRecord, NodeRegistration, NodeRole, NodeState};
+use cortex_model::token::{TokenRecord, TokenRejection};
 
 use super::{now_ms, sha256_hex, ApiError, NodeApi};
 
@@ -198,7 +199,37 @@ fn same_request(node: &NodeRecord, csr_pem: &str, key: &[u8]) -> bool {
             && cortex_cluster::pki::csr_public_key(&join.csr_pem).is_ok_and(|k| k == key))
 }
 
+/// How long a coordinator that does not lead waits for an unknown join token to reach its state.
+const TOKEN_CATCH_UP: Duration = Duration::from_secs(2);
+
 impl NodeApi {
+    /// The join token with this digest. A token created a moment ago through another
+    /// coordinator is committed by the leader before this node applies it (a follower learns of
+    /// the commit with the leader's next message): so a node that does not lead, finding the
+    /// token unknown, watches its applied state for up to `TOKEN_CATCH_UP` before refusing.
+    async fn find_join_token(&self, digest: &str) -> Result<TokenRecord, TokenRejection> {
+        let deadline = tokio::time::Instant::now() + TOKEN_CATCH_UP;
+        let mut applied = self.inner.sm.subscribe();
+        loop {
+            let found = self.inner.sm.state().join_token(digest, now_ms()).cloned();
+            match found {
+                Err(TokenRejection::Unknown)
+                    if self.leader().0 != Some(self.inner.node_id)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    if !matches!(
+                        tokio::time::timeout_at(deadline, applied.changed()).await,
+                        Ok(Ok(()))
+                    ) {
+                        // One last look at the deadline (or a closing node), then the answer stands.
+                        return self.inner.sm.state().join_token(digest, now_ms()).cloned();
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// `peer` is the verified mTLS identity of the caller, if it presented a node certificate:
     /// the CA key goes only to an approved coordinator proving it holds its own key.
     pub async fn join(
@@ -237,7 +268,12 @@ impl NodeApi {
             && existing
                 .as_ref()
                 .is_some_and(|n| n.state == NodeState::Pending && n.bench != bench);
-        let token = {
+        let token = if !same_request && !input.token_secret.trim().is_empty() {
+            match self.find_join_token(&digest).await {
+                Ok(t) => Some(t),
+                Err(e) => return Err(ApiError::Unauthenticated(format!("join refused: {e}"))),
+            }
+        } else {
             let state = self.inner.sm.state();
             if same_request {
                 // Polling about an earlier request: the same token must be presented, but it
@@ -253,15 +289,10 @@ impl NodeApi {
                     ));
                 }
                 None
-            } else if input.token_secret.trim().is_empty() {
+            } else {
                 // Joining without a token (found by mDNS): allowed, but only ever to PENDING;
                 // a person matches the verification code to the machine before approving.
                 None
-            } else {
-                match state.join_token(&digest, now_ms()) {
-                    Ok(t) => Some(t.clone()),
-                    Err(e) => return Err(ApiError::Unauthenticated(format!("join refused: {e}"))),
-                }
             }
         };
         // Polling about an unchanged request changes nothing: answer from the state.
