@@ -210,9 +210,9 @@ impl NodeApi {
     async fn find_join_token(&self, digest: &str) -> Result<TokenRecord, TokenRejection> {
         let deadline = tokio::time::Instant::now() + TOKEN_CATCH_UP;
         let mut applied = self.inner.sm.subscribe();
+        let lookup = || self.inner.sm.state().join_token(digest, now_ms()).cloned();
         loop {
-            let found = self.inner.sm.state().join_token(digest, now_ms()).cloned();
-            match found {
+            match lookup() {
                 Err(TokenRejection::Unknown)
                     if self.leader().0 != Some(self.inner.node_id)
                         && tokio::time::Instant::now() < deadline =>
@@ -222,7 +222,7 @@ impl NodeApi {
                         Ok(Ok(()))
                     ) {
                         // One last look at the deadline (or a closing node), then the answer stands.
-                        return self.inner.sm.state().join_token(digest, now_ms()).cloned();
+                        return lookup();
                     }
                 }
                 other => return other,

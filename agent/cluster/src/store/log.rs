@@ -35,21 +35,18 @@ impl LogStore {
             wal,
             committed_synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
-        store.migrate().map_err(|e| StoreError::Io {
+        let io = |detail: String| StoreError::Io {
             path: store.path.clone(),
-            detail: format!("moving the raft log out of redb: {e}"),
-        })?;
+            detail,
+        };
+        store
+            .migrate()
+            .map_err(|e| io(format!("moving the raft log out of redb: {e}")))?;
         // A purge records its point before it drops records; a crash in between leaves records
         // the snapshot already has. Forget them now.
-        let purged: Option<LogId> = store.read_meta(KEY_PURGED).map_err(|e| StoreError::Io {
-            path: store.path.clone(),
-            detail: e.to_string(),
-        })?;
+        let purged: Option<LogId> = store.read_meta(KEY_PURGED).map_err(|e| io(e.to_string()))?;
         if let Some(p) = purged {
-            store.wal.purge(p.index).map_err(|e| StoreError::Io {
-                path: store.path.clone(),
-                detail: e.to_string(),
-            })?;
+            store.wal.purge(p.index).map_err(|e| io(e.to_string()))?;
         }
         Ok(store)
     }
