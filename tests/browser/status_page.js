@@ -86,9 +86,15 @@ async function main() {
     await pending.locator('button.approve').click();
     check(await page.locator('#login-dialog').evaluate((d) => d.open), 'Approve without a session opens the login dialog');
     const before = problems.length;
+    // The dialog opened with a message ("Log in to approve …"): wait for the answer to this
+    // login to replace it, not merely for some text (that raced the 401 under load).
+    const opened = await page.locator('#login-error').textContent();
     await page.fill('#token', 'cxt_00000000_wrong');
     await page.click('#login-form button[type=submit]');
-    await page.waitForFunction(() => document.getElementById('login-error').textContent.length > 0);
+    await page.waitForFunction((prior) => {
+      const t = document.getElementById('login-error').textContent;
+      return t.length > 0 && t !== prior;
+    }, opened);
     check(/token/i.test(await page.locator('#login-error').textContent()), 'a wrong token is refused with a message');
     // That 401 was expected (Chromium logs it as a console error too); forget it.
     for (let i = problems.length - 1; i >= before; i--) if (/401|\/ui\/login/.test(problems[i])) problems.splice(i, 1);

@@ -666,6 +666,9 @@ function openLogin(message) {
 async function login(ev) {
   ev.preventDefault();
   const token = $('token').value.trim();
+  // The message that opened the dialog (or the last failure) goes: what shows next is this
+  // attempt's answer, never a stale one.
+  $('login-error').textContent = '';
   try {
     const r = await fetch('/ui/login', {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }),
