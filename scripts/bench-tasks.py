@@ -6,7 +6,8 @@
   2. the same on a 3-node loopback cluster (3 coordinators: every node also runs tasks)
   3. nspawn task start → exit vs raw `systemd-nspawn` with the same flags (busybox rootfs)
   4. podman task start → exit vs raw `podman run` with the same flags (needs `cortex image import`)
-  5. no-op exec task throughput on the 3-node cluster with --clients concurrent clients
+  5. no-op exec task throughput on the 3-node cluster with --clients concurrent clients, after
+     its ceiling on this host: the executor alone (`cortex loadgen executor`, no cluster)
   6. placement throughput with 1,000 simulated nodes (the scheduler + apply, in memory)
 
 usage: scripts/bench-tasks.py [--binary target/release/cortex] [--count 200] [--clients 64]
@@ -156,6 +157,14 @@ def main():
         print("3 nodes (3 coordinators on loopback):", flush=True)
         three = c.loadgen("tasks", "--count", str(a.count), "--", "sh", "-c", "true")
         line("exec task sh -c true, submit → finished", three, direct)
+        # The ceiling, in the same run: the executor alone (the same cgroups, private network
+        # namespace, scratch dir and cleanup, no cluster), and with the host's network.
+        for extra in ([], ["--host-network"]):
+            ex = c.loadgen("executor", "--count", str(min(a.tasks, 1000)), "--clients", "8", *extra, "--", "true")
+            print(f"  {ex['what']}: {ex['per_sec']:.0f} attempts/s, machine CPU {ex['machine_cpu_ms_per_attempt']:.2f} ms "
+                  f"per attempt (so at most {ex['cores'] / ex['machine_cpu_ms_per_attempt'] * 1000:.0f}/s on "
+                  f"{ex['cores']} cores)", flush=True)
+            results["executor_host_network" if extra else "executor"] = ex
         tp = c.loadgen("tasks", "--count", str(a.tasks), "--clients", str(a.clients), "--", "true")
         print(f"  no-op throughput, {a.clients} clients: {tp['per_sec']:.0f} tasks/s completed "
               f"({tp['count']} in {tp['seconds']:.1f}s, p50 {tp['p50_ms']:.1f} ms, failed {tp['failed']}); "

@@ -557,3 +557,48 @@ fn exec_tasks_run_as_nobody_and_as_root_only_where_the_node_allows_it() {
     let out = run(&open, &["--", "id", "-un"]);
     assert_eq!(text(&out.stdout), "nobody\n", "{}", text(&out.stderr));
 }
+
+/// `cortex loadgen executor` (the ceiling scripts/bench-tasks.py prints next to task
+/// throughput) runs real attempts: each in a private network namespace with only `lo`, as
+/// `nobody`, and nothing of them (cgroups, scratch dirs) is left afterwards.
+#[test]
+fn the_executor_benchmark_runs_isolated_attempts_and_leaves_nothing() {
+    if !capable(is_root(), "root (cgroups and namespaces for workloads)") {
+        return;
+    }
+    let sb = tempfile::tempdir().expect("tempdir");
+    let mut cmd = crate::harness::cortex();
+    crate::harness::node::isolate(&mut cmd, sb.path());
+    // /proc/net/dev lists the namespace's interfaces: a header of two lines, then only `lo`.
+    let check = r#"test "$(id -un)" = nobody && test "$(wc -l < /proc/net/dev)" -eq 3 && grep -q 'lo:' /proc/net/dev"#;
+    let out = cmd
+        .args([
+            "-o",
+            "json",
+            "loadgen",
+            "executor",
+            "--count",
+            "12",
+            "--clients",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            check,
+        ])
+        .output()
+        .expect("run cortex");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(r["count"], 12, "every attempt ran isolated and exited 0: {r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert!(
+        r["machine_cpu_ms_per_attempt"].as_f64().is_some_and(|c| c > 0.0),
+        "{r}"
+    );
+    let left = std::process::Command::new("find")
+        .args(["/sys/fs/cgroup", "-type", "d", "-path", "*/cortex-loadgen/lg-*"])
+        .output()
+        .expect("find");
+    assert_eq!(text(&left.stdout), "", "attempt cgroups left behind");
+}

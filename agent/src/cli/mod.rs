@@ -6,6 +6,7 @@ mod bench_publish;
 mod events;
 mod heartbeats;
 mod image;
+mod loadgen_executor;
 mod loadgen_tasks;
 mod mcp;
 mod node;

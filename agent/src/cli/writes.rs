@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cortex_proto::v1::SetNodeLabelsRequest;
+use cortex_proto::v1::{SetNodeLabelsRequest, WhoAmIRequest};
 use serde::Serialize;
 
 use super::output::{self, Output};
@@ -29,6 +29,9 @@ pub enum LoadgenCommand {
     },
     /// Submit tasks and follow each to its end; latency and completed tasks per second.
     Tasks(Box<super::loadgen_tasks::TasksArgs>),
+    /// The executor alone (cgroups, private network, scratch dir; no cluster): the ceiling for
+    /// `tasks` on this host.
+    Executor(super::loadgen_executor::ExecutorArgs),
     /// The baseline: run a command directly N times.
     Direct {
         #[arg(long, default_value_t = 100)]
@@ -58,13 +61,25 @@ pub enum LoadgenCommand {
         /// How long to run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// The call each client repeats: `set-labels` (a durable write) or `who-am-i` (the
+        /// same transport, mTLS and token check with no Raft behind it: the floor any write
+        /// through the API pays).
+        #[arg(long, value_enum, default_value_t = Call::SetLabels)]
+        call: Call,
         #[command(flatten)]
         client: ClientArgs,
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Call {
+    SetLabels,
+    WhoAmI,
+}
+
 #[derive(Serialize)]
 struct Report {
+    call: &'static str,
     clients: usize,
     connections: usize,
     writes: u64,
@@ -76,14 +91,15 @@ struct Report {
 }
 
 pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
-    let (node, clients, connections, seconds, client) = match cmd {
+    let (node, clients, connections, seconds, call, client) = match cmd {
         LoadgenCommand::Writes {
             node,
             clients,
             connections,
             seconds,
+            call,
             client,
-        } => (node, clients, connections, seconds, client),
+        } => (node, clients, connections, seconds, call, client),
         LoadgenCommand::Heartbeats {
             token,
             ca_file,
@@ -94,6 +110,7 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
             return super::heartbeats::run(&token, &ca_file, nodes, seconds, interval_ms).await;
         }
         LoadgenCommand::Tasks(a) => return super::loadgen_tasks::tasks(*a, out).await,
+        LoadgenCommand::Executor(a) => return super::loadgen_executor::executor(a, out).await,
         LoadgenCommand::Direct { count, command } => {
             return super::loadgen_tasks::direct(count, command, out).await
         }
@@ -127,16 +144,26 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let req = c.request(SetNodeLabelsRequest {
-                    key: node.clone(),
-                    set: [(format!("loadgen-{worker}"), i.to_string())]
-                        .into_iter()
-                        .collect(),
-                    remove: vec![],
-                });
-                match c.grpc.set_node_labels(req).await {
-                    Ok(_) => lat.push(t.elapsed()),
-                    Err(_) => errors += 1,
+                let ok = match call {
+                    Call::SetLabels => {
+                        let req = c.request(SetNodeLabelsRequest {
+                            key: node.clone(),
+                            set: [(format!("loadgen-{worker}"), i.to_string())]
+                                .into_iter()
+                                .collect(),
+                            remove: vec![],
+                        });
+                        c.grpc.set_node_labels(req).await.is_ok()
+                    }
+                    Call::WhoAmI => {
+                        let req = c.request(WhoAmIRequest {});
+                        c.grpc.who_am_i(req).await.is_ok()
+                    }
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
                 }
                 i += 1;
             }
@@ -160,6 +187,10 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         all[i].as_secs_f64() * 1000.0
     };
     let report = Report {
+        call: match call {
+            Call::SetLabels => "set_node_labels",
+            Call::WhoAmI => "who_am_i",
+        },
         clients,
         connections,
         writes: all.len() as u64,
@@ -173,7 +204,8 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         return output::print_json(&report);
     }
     println!(
-        "{} clients over {} connections: {} writes in {:.1}s = {:.0} writes/s (p50 {:.2} ms, p99 {:.2} ms, {} errors)",
+        "{}: {} clients over {} connections: {} calls in {:.1}s = {:.0} calls/s (p50 {:.2} ms, p99 {:.2} ms, {} errors)",
+        report.call,
         report.clients,
         report.connections,
         report.writes,

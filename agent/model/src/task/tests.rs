@@ -428,3 +428,39 @@ fn gpus_are_assigned_distinct_and_freed_when_an_attempt_ends() {
     assert_eq!(place_all(&mut s, 22).len(), 1);
     assert_eq!(held(&s, "g2"), freed, "the freed GPU goes to the waiting task");
 }
+
+#[test]
+fn finished_tasks_are_forgotten_oldest_first_in_chunks_but_never_a_needed_dependency() {
+    let mut s = cluster(&[(1, 2)]);
+    let finished = |s: &ClusterState| s.tasks.values().filter(|t| t.state.is_terminal()).count();
+    // "dep" finishes first (the oldest), and "waiter" (never placed here) still needs it.
+    submit(&mut s, vec![task("dep", &[])]);
+    place_all(&mut s, 20);
+    report(&mut s, 1, "dep", 1, exited(0));
+    assert_eq!(s.tasks["dep"].state, TaskState::Succeeded);
+    submit(&mut s, vec![task("waiter", &["dep"])]);
+    for i in 0..FINISHED_TASK_RETENTION {
+        let id = format!("t{i:05}");
+        submit(&mut s, vec![task(&id, &[])]);
+        s.apply(&Command::CancelTasks {
+            task_ids: vec![id],
+            reason: "test".into(),
+            at_ms: 100 + i as u64,
+        });
+    }
+    assert_eq!(
+        finished(&s),
+        FINISHED_TASK_RETENTION + 1,
+        "nothing forgotten before the next submit"
+    );
+    submit(&mut s, vec![task("next", &[])]);
+    assert_eq!(finished(&s), FINISHED_TASK_RETENTION - FORGET_SLACK);
+    assert!(
+        s.tasks.contains_key("dep"),
+        "a dependency a pending task waits for stays"
+    );
+    assert!(!s.tasks.contains_key("t00000"), "the oldest go first");
+    assert!(!s.tasks.contains_key(&format!("t{FORGET_SLACK:05}")));
+    assert!(s.tasks.contains_key(&format!("t{:05}", FORGET_SLACK + 1)));
+    assert!(s.tasks.contains_key("waiter") && s.tasks.contains_key("next"));
+}
