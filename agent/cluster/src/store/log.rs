@@ -10,6 +10,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
+use super::cache::EntryCache;
 use super::codec::{decode, encode, read_err, read_logs_err, write_err, write_logs_err};
 use super::wal::Wal;
 use super::{StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
@@ -20,6 +21,8 @@ pub struct LogStore {
     pub(crate) db: Arc<Database>,
     pub(crate) path: PathBuf,
     wal: Arc<Wal>,
+    /// The newest entries, decoded (`cache.rs`); shared with every reader this store hands out.
+    cache: Arc<std::sync::Mutex<EntryCache>>,
     /// When `save_committed` last made its write durable.
     committed_synced: Arc<std::sync::Mutex<std::time::Instant>>,
 }
@@ -33,6 +36,7 @@ impl LogStore {
             db,
             path,
             wal,
+            cache: Arc::default(),
             committed_synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
         let io = |detail: String| StoreError::Io {
@@ -49,6 +53,12 @@ impl LogStore {
             store.wal.purge(p.index).map_err(|e| io(e.to_string()))?;
         }
         Ok(store)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, EntryCache> {
+        // A panic while holding it cannot leave it half-updated in a way that matters more
+        // than losing the cache: every operation keeps the run contiguous.
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn migrate(&self) -> Result<(), Box<dyn std::error::Error>> {
@@ -153,6 +163,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(hit) = self.cache().get(from, to) {
+            return Ok(hit);
+        }
         let mut out = Vec::new();
         for bytes in self.wal.read(from, to).map_err(read_logs_err)? {
             out.push(decode::<Entry>(&bytes).map_err(read_logs_err)?);
@@ -223,9 +236,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut encoded = Vec::new();
-        for e in entries {
-            encoded.push((e.log_id.index, encode(&e).map_err(write_logs_err)?));
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut encoded = Vec::with_capacity(entries.len());
+        for e in &entries {
+            encoded.push((e.log_id.index, encode(e).map_err(write_logs_err)?));
         }
         // Into the page cache (readable at once), durable when the flusher's fsync is: openraft
         // counts the entries as stored only when the callback fires.
@@ -233,11 +247,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(write_logs_err(e));
         }
+        self.cache().appended(entries);
         self.wal.flush(callback);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The cache first: a reader must never get an entry the file no longer has.
+        self.cache().truncated(log_id.index);
         let wal = self.wal.clone();
         blocking("truncate", move || {
             wal.truncate(log_id.index).map_err(redb::Error::Io)
@@ -251,6 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // snapshot has, which `open` forgets again.
         self.write_meta(KEY_PURGED, &log_id, Durability::Immediate)
             .await?;
+        self.cache().purged(log_id.index);
         let wal = self.wal.clone();
         blocking("purge", move || wal.purge(log_id.index).map_err(redb::Error::Io))
             .await

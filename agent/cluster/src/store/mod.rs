@@ -14,6 +14,7 @@
 //! - The state machine lives in memory; at start-up it is the last snapshot plus the committed
 //!   log entries after it, re-applied by openraft.
 
+mod cache;
 mod codec;
 mod log;
 mod state_machine;
