@@ -206,10 +206,14 @@ pub enum Outcome {
     },
     /// A node's labels after `SetLabels` (the record itself is not copied: a label write is
     /// the hot path, and the full record with inventory and benchmark report is kilobytes).
+    /// In a `Batch` entry these are the labels after the whole entry (later writes in it
+    /// included), one copy per node shared by every write to it: a batch of writes to one
+    /// node copied its label map once per write, on every replica, for outcomes only the
+    /// proposer reads.
     Labels {
         node_id: NodeId,
         name: String,
-        labels: BTreeMap<String, String>,
+        labels: std::sync::Arc<BTreeMap<String, String>>,
     },
     Rejected {
         reason: String,

@@ -1,6 +1,7 @@
 //! The replicated cluster state and the one function that changes it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,76 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// Applies each command of a `Batch` entry with its own outcome. Label writes are applied
+    /// first and answered after the whole entry, with one shared copy of each node's labels
+    /// (see `Outcome::Labels`).
+    fn apply_batch(&mut self, commands: &[Command]) -> Outcome {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut labelled = Vec::new();
+        for c in commands {
+            outcomes.push(match c {
+                Command::Batch { .. } => Outcome::Rejected {
+                    reason: "batches do not nest".into(),
+                },
+                Command::SetLabels {
+                    node_id,
+                    set,
+                    remove,
+                    at_ms,
+                } => match self.set_labels(*node_id, set, remove, *at_ms) {
+                    Ok(name) => {
+                        labelled.push(outcomes.len());
+                        Outcome::Labels {
+                            node_id: *node_id,
+                            name,
+                            labels: Arc::default(),
+                        }
+                    }
+                    Err(reason) => Outcome::Rejected { reason },
+                },
+                c => self.apply(c),
+            });
+        }
+        let mut copies: BTreeMap<NodeId, Arc<BTreeMap<String, String>>> = BTreeMap::new();
+        for i in labelled {
+            if let Some(Outcome::Labels { node_id, labels, .. }) = outcomes.get_mut(i) {
+                let nodes = &self.nodes;
+                *labels = copies
+                    .entry(*node_id)
+                    .or_insert_with(|| {
+                        Arc::new(nodes.get(node_id).map(|n| n.labels.clone()).unwrap_or_default())
+                    })
+                    .clone();
+            }
+        }
+        Outcome::Batch { outcomes }
+    }
+
+    /// Sets and removes a node's labels; its name, or why nothing changed.
+    fn set_labels(
+        &mut self,
+        node_id: NodeId,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+        at_ms: UnixMillis,
+    ) -> Result<String, String> {
+        for (k, v) in set {
+            validate_label(k, v)?;
+        }
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .ok_or_else(|| format!("no node with id {node_id}"))?;
+        for (k, v) in set {
+            node.labels.insert(k.clone(), v.clone());
+        }
+        for k in remove {
+            node.labels.remove(k);
+        }
+        node.updated_at_ms = at_ms;
+        Ok(node.name.clone())
+    }
+
     /// Applies one command. Deterministic: the same state and command give the same result on
     /// every replica. Invalid commands are rejected without changing anything.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
@@ -125,30 +196,19 @@ impl ClusterState {
                 set,
                 remove,
                 at_ms,
-            } => {
-                for (k, v) in set {
-                    if let Err(reason) = validate_label(k, v) {
-                        return Outcome::Rejected { reason };
-                    }
-                }
-                let Some(node) = self.nodes.get_mut(node_id) else {
-                    return Outcome::Rejected {
-                        reason: format!("no node with id {node_id}"),
-                    };
-                };
-                for (k, v) in set {
-                    node.labels.insert(k.clone(), v.clone());
-                }
-                for k in remove {
-                    node.labels.remove(k);
-                }
-                node.updated_at_ms = *at_ms;
-                Outcome::Labels {
-                    node_id: node.id,
-                    name: node.name.clone(),
-                    labels: node.labels.clone(),
-                }
-            }
+            } => match self.set_labels(*node_id, set, remove, *at_ms) {
+                Ok(name) => Outcome::Labels {
+                    node_id: *node_id,
+                    name,
+                    labels: Arc::new(
+                        self.nodes
+                            .get(node_id)
+                            .map(|n| n.labels.clone())
+                            .unwrap_or_default(),
+                    ),
+                },
+                Err(reason) => Outcome::Rejected { reason },
+            },
             Command::CreateToken { token } => {
                 if self.tokens.contains_key(&token.id) {
                     return Outcome::Rejected {
@@ -175,17 +235,7 @@ impl ClusterState {
                 bench,
                 at_ms,
             } => self.request_join(node, join, bench.as_ref(), *at_ms),
-            Command::Batch { commands } => Outcome::Batch {
-                outcomes: commands
-                    .iter()
-                    .map(|c| match c {
-                        Command::Batch { .. } => Outcome::Rejected {
-                            reason: "batches do not nest".into(),
-                        },
-                        c => self.apply(c),
-                    })
-                    .collect(),
-            },
+            Command::Batch { commands } => self.apply_batch(commands),
             Command::ApproveNode {
                 node_id,
                 cert_pem,
@@ -1104,11 +1154,17 @@ mod tests {
         let Outcome::Batch { outcomes } = out else {
             panic!("expected a batch outcome")
         };
+        // Label writes answer with the node's labels after the whole entry, one shared copy.
         assert!(
-            matches!(&outcomes[0], Outcome::Labels { node_id: 1, labels, .. } if labels.len() == 1),
+            matches!(&outcomes[0], Outcome::Labels { node_id: 1, labels, .. } if labels.len() == 2),
             "{:?}",
             outcomes[0]
         );
+        if let (Outcome::Labels { labels: a, .. }, Outcome::Labels { labels: b, .. }) =
+            (&outcomes[0], &outcomes[3])
+        {
+            assert!(Arc::ptr_eq(a, b), "one copy per node per entry");
+        }
         assert!(
             matches!(outcomes[1], Outcome::Rejected { .. }),
             "one bad command does not sink the others"

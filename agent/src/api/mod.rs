@@ -579,7 +579,8 @@ impl NodeApi {
 pub struct NodeLabels {
     pub id: NodeId,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the write's outcome (and the other writes of its entry): read, not copied.
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// "No such node", or "ambiguous name" when several nodes share the name.

@@ -204,7 +204,7 @@ impl Cortex for CortexService {
         Ok(Response::new(pb::NodeLabels {
             id: n.id,
             name: n.name,
-            labels: n.labels.into_iter().collect(),
+            labels: n.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         }))
     }
 
