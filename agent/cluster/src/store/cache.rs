@@ -70,14 +70,8 @@ impl EntryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
-    fn entry(index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
+    use crate::store::blank_entry as entry;
 
     fn indexes(v: Option<Vec<Entry>>) -> Option<Vec<u64>> {
         v.map(|v| v.iter().map(|e| e.log_id.index).collect())

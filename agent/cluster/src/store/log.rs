@@ -279,14 +279,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
 
-    fn entry(index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
+    use crate::store::blank_entry as entry;
 
     /// A data dir written before raft.wal kept its entries in redb's log table: they move into
     /// the file at the first open, once.

@@ -134,3 +134,12 @@ impl LogStore {
         })
     }
 }
+
+/// A blank entry at `index` (term 1, node 1), for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn blank_entry(index: u64) -> crate::types::Entry {
+    crate::types::Entry {
+        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Blank,
+    }
+}
