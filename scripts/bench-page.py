@@ -31,6 +31,9 @@ def pct(v, p):
 
 
 def summary(v):
+    # None for an empty list (e.g. --sim 0 leaves no worker to drain), printed as such.
+    if not v:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
     return {"n": len(v), "p50": round(pct(v, 50), 1), "p99": round(pct(v, 99), 1), "max": round(max(v), 1)}
 
 
