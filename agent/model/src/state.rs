@@ -47,9 +47,9 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// Applies each command of a `Batch` entry with its own outcome. Label writes are applied
-    /// first and answered after the whole entry, with one shared copy of each node's labels
-    /// (see `Outcome::Labels`).
+    /// Applies each command of a `Batch` entry, in order, with its own outcome. The outcomes of
+    /// label writes are filled in after the whole entry, with one shared copy of each node's
+    /// labels (see `Outcome::Labels`).
     fn apply_batch(&mut self, commands: &[Command]) -> Outcome {
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut labelled = Vec::new();
