@@ -47,66 +47,62 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// Applies each command of a `Batch` entry, in order, with its own outcome. The outcomes of
-    /// label writes are filled in after the whole entry, with one shared copy of each node's
-    /// labels (see `Outcome::Labels`).
+    /// Applies each command of a `Batch` entry, in order, with its own outcome; the label
+    /// outcomes are filled in after the whole entry (see `share_labels`).
     fn apply_batch(&mut self, commands: &[Command]) -> Outcome {
-        let mut outcomes = Vec::with_capacity(commands.len());
-        let mut labelled = Vec::new();
-        for c in commands {
-            outcomes.push(match c {
+        let mut outcomes: Vec<Outcome> = commands
+            .iter()
+            .map(|c| match c {
                 Command::Batch { .. } => Outcome::Rejected {
                     reason: "batches do not nest".into(),
                 },
-                Command::SetLabels {
-                    node_id,
-                    set,
-                    remove,
-                    at_ms,
-                } => match self.set_labels(*node_id, set, remove, *at_ms) {
-                    Ok(name) => {
-                        labelled.push(outcomes.len());
-                        Outcome::Labels {
-                            node_id: *node_id,
-                            name,
-                            labels: Arc::default(),
-                        }
-                    }
-                    Err(reason) => Outcome::Rejected { reason },
-                },
-                c => self.apply(c),
-            });
-        }
+                c => self.apply_one(c),
+            })
+            .collect();
+        self.share_labels(&mut outcomes);
+        Outcome::Batch { outcomes }
+    }
+
+    /// Fills the labels of every `Outcome::Labels` among `outcomes` with the node's labels as
+    /// they are now, one shared copy per node (see `Outcome::Labels`).
+    fn share_labels(&self, outcomes: &mut [Outcome]) {
         let mut copies: BTreeMap<NodeId, Arc<BTreeMap<String, String>>> = BTreeMap::new();
-        for i in labelled {
-            if let Some(Outcome::Labels { node_id, labels, .. }) = outcomes.get_mut(i) {
-                let nodes = &self.nodes;
+        for outcome in outcomes {
+            if let Outcome::Labels { node_id, labels, .. } = outcome {
                 *labels = copies
                     .entry(*node_id)
                     .or_insert_with(|| {
-                        Arc::new(nodes.get(node_id).map(|n| n.labels.clone()).unwrap_or_default())
+                        Arc::new(
+                            self.nodes
+                                .get(node_id)
+                                .map(|n| n.labels.clone())
+                                .unwrap_or_default(),
+                        )
                     })
                     .clone();
             }
         }
-        Outcome::Batch { outcomes }
     }
 
-    /// Sets and removes a node's labels; its name, or why nothing changed.
+    /// Sets and removes a node's labels. The outcome's labels are left empty for
+    /// `share_labels` to fill in.
     fn set_labels(
         &mut self,
         node_id: NodeId,
         set: &BTreeMap<String, String>,
         remove: &[String],
         at_ms: UnixMillis,
-    ) -> Result<String, String> {
+    ) -> Outcome {
         for (k, v) in set {
-            validate_label(k, v)?;
+            if let Err(reason) = validate_label(k, v) {
+                return Outcome::Rejected { reason };
+            }
         }
-        let node = self
-            .nodes
-            .get_mut(&node_id)
-            .ok_or_else(|| format!("no node with id {node_id}"))?;
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return Outcome::Rejected {
+                reason: format!("no node with id {node_id}"),
+            };
+        };
         for (k, v) in set {
             node.labels.insert(k.clone(), v.clone());
         }
@@ -114,12 +110,23 @@ impl ClusterState {
             node.labels.remove(k);
         }
         node.updated_at_ms = at_ms;
-        Ok(node.name.clone())
+        Outcome::Labels {
+            node_id,
+            name: node.name.clone(),
+            labels: Arc::default(),
+        }
     }
 
     /// Applies one command. Deterministic: the same state and command give the same result on
     /// every replica. Invalid commands are rejected without changing anything.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
+        let mut outcome = self.apply_one(cmd);
+        self.share_labels(std::slice::from_mut(&mut outcome));
+        outcome
+    }
+
+    /// `apply` with the labels of a label write's outcome not yet filled in.
+    fn apply_one(&mut self, cmd: &Command) -> Outcome {
         match cmd {
             Command::InitCluster {
                 cluster_id,
@@ -196,19 +203,7 @@ impl ClusterState {
                 set,
                 remove,
                 at_ms,
-            } => match self.set_labels(*node_id, set, remove, *at_ms) {
-                Ok(name) => Outcome::Labels {
-                    node_id: *node_id,
-                    name,
-                    labels: Arc::new(
-                        self.nodes
-                            .get(node_id)
-                            .map(|n| n.labels.clone())
-                            .unwrap_or_default(),
-                    ),
-                },
-                Err(reason) => Outcome::Rejected { reason },
-            },
+            } => self.set_labels(*node_id, set, remove, *at_ms),
             Command::CreateToken { token } => {
                 if self.tokens.contains_key(&token.id) {
                     return Outcome::Rejected {

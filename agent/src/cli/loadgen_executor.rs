@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::loadgen_tasks::{report, LatencyReport};
 use super::output::{self, Output};
 
 #[derive(Debug, clap::Args)]
@@ -36,12 +37,9 @@ pub struct ExecutorArgs {
 
 #[derive(Serialize)]
 struct Report {
-    what: String,
-    count: usize,
-    failed: usize,
-    seconds: f64,
-    per_sec: f64,
-    p50_ms: f64,
+    /// Attempts that exited 0: count, throughput and latency, as `loadgen tasks` reports them.
+    #[serde(flatten)]
+    latency: LatencyReport,
     /// CPU the whole machine was busy for, per attempt (all processes and kernel threads).
     machine_cpu_ms_per_attempt: f64,
     /// Cores this host has: `cores / machine CPU per attempt` bounds attempts per second.
@@ -66,9 +64,10 @@ pub async fn executor(a: ExecutorArgs, out: Output) -> anyhow::Result<()> {
     if out == Output::Json {
         return output::print_json(&r);
     }
+    let l = &r.latency;
     println!(
         "{}: {} in {:.2}s = {:.0}/s; p50 {:.2} ms; machine CPU {:.2} ms per attempt ({} failed)",
-        r.what, r.count, r.seconds, r.per_sec, r.p50_ms, r.machine_cpu_ms_per_attempt, r.failed
+        l.what, l.count, l.seconds, l.per_sec, l.p50_ms, r.machine_cpu_ms_per_attempt, l.failed
     );
     Ok(())
 }
@@ -149,20 +148,13 @@ async fn run(a: &ExecutorArgs, work: &std::path::Path) -> anyhow::Result<Report>
     // The kernel tears namespaces down in its own worker threads a little later.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = machine_busy_seconds()? - busy0;
-    lat.sort();
-    let p50_ms = lat.get(lat.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let what = format!(
         "executor alone, exec {}{}",
         a.command.join(" "),
         if a.host_network { " (host network)" } else { "" }
     );
     Ok(Report {
-        what,
-        count: lat.len(),
-        failed,
-        seconds,
-        per_sec: lat.len() as f64 / seconds.max(1e-9),
-        p50_ms,
+        latency: report(&what, lat, failed, seconds),
         machine_cpu_ms_per_attempt: busy / a.count as f64 * 1000.0,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })

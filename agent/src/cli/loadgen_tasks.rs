@@ -54,7 +54,7 @@ pub struct LatencyReport {
     pub phases_ms: BTreeMap<String, f64>,
 }
 
-fn report(what: &str, mut lat: Vec<Duration>, failed: usize, seconds: f64) -> LatencyReport {
+pub(super) fn report(what: &str, mut lat: Vec<Duration>, failed: usize, seconds: f64) -> LatencyReport {
     lat.sort();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
