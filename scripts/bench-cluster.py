@@ -195,6 +195,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--shared-connections", type=lambda v: [int(x) for x in v.split(",") if x], default=[4, 1],
                     help="extra 64-client write runs over this many shared connections (default 4,1; \"\" for none)")
+    ap.add_argument("--keys", type=int, default=1,
+                    help="distinct label keys the write clients share (default 1: every write is the same size "
+                    "at 1, 16 and 64 clients; with one key per client the node's label set, which each "
+                    "write answers with, grows with the client count)")
     ap.add_argument("--sim", default="100,1000")
     ap.add_argument("--sim-seconds", type=float, default=30)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: writes,failover,detection,sim")
@@ -233,23 +237,27 @@ def main():
         # The last run is the floor: the same 64 clients calling WhoAmI (same gRPC, mTLS and
         # token check, no Raft). No write through the API can go faster than that on this host.
         runs = [(n, n, "set-labels") for n in (1, 16, 64)] + [(64, k, "set-labels") for k in a.shared_connections]
-        runs.append((64, 64, "who-am-i"))
+        runs += [(64, k, "who-am-i") for k in [64] + a.shared_connections[:1]]
         for n, conns, call in (runs if a.seconds > 0 else ()):
             cpu0 = sum(cpu_seconds(p.pid) for p in c.procs.values())
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            log0 = c.status(lname)["last_log_index"]
             r = json.loads(c.cli("-o", "json", "loadgen", "writes", "--node", "c1", "--clients", str(n),
-                                 "--connections", str(conns), "--seconds", str(a.seconds), "--call", call,
-                                 server=c.addrs[lname]).stdout)
+                                 "--connections", str(conns), "--keys", str(a.keys), "--seconds", str(a.seconds),
+                                 "--call", call, server=c.addrs[lname]).stdout)
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu1 = sum(cpu_seconds(p.pid) for p in c.procs.values())
             calls = max(r["writes"], 1)
+            # Raft entries the run added (group commit puts many writes in one).
+            r["raft_entries"] = c.status(lname)["last_log_index"] - log0
             r["cluster_cpu_us_per_call"] = (cpu1 - cpu0) / calls * 1e6
             r["client_cpu_us_per_call"] = ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / calls * 1e6
             out["writes_3_coordinators"].append(r)
             what = "writes/s" if call == "set-labels" else "WhoAmI/s (floor: no Raft)"
             print(f"3 coordinators, {n:>2} clients over {conns:>2} connections: {r['writes_per_sec']:>8.0f} {what}"
                   f"  p50 {r['latency_ms_p50']:.2f} ms  p99 {r['latency_ms_p99']:.2f} ms"
-                  f"  CPU/call: coordinators {r['cluster_cpu_us_per_call']:.0f} us, client {r['client_cpu_us_per_call']:.0f} us",
+                  f"  CPU/call: coordinators {r['cluster_cpu_us_per_call']:.0f} us, client {r['client_cpu_us_per_call']:.0f} us"
+                  + (f"  {r['writes'] / max(r['raft_entries'], 1):.1f} writes/entry" if call == "set-labels" else ""),
                   flush=True)
 
         # 1. failover. Each kill starts from a settled cluster (see `settled`). Every write

@@ -500,26 +500,21 @@ impl NodeApi {
 
     /// Proposes one entry (forwarded to the leader on a follower). Used by the batcher.
     async fn propose(&self, cmd: Command) -> Result<Outcome, ApiError> {
-        let cmd_copy = cmd.clone();
-        self.write_local(cmd, Some(cmd_copy)).await
+        self.write_local(cmd, true).await
     }
 
-    /// Proposes locally; forwards to the leader only when `forward` carries the command.
+    /// Proposes locally; forwards to the leader only when `forward` is set.
     ///
     /// Forwarding happens only when this node knows it is not the leader *before* proposing:
     /// then nothing was appended here and the leader applies the command exactly once. A
     /// proposal that was appended here and then lost its leader is ambiguous (the new leader may
     /// or may not have it), so it is reported, never silently re-proposed.
-    pub(crate) async fn write_local(
-        &self,
-        cmd: Command,
-        forward: Option<Command>,
-    ) -> Result<Outcome, ApiError> {
+    pub(crate) async fn write_local(&self, cmd: Command, forward: bool) -> Result<Outcome, ApiError> {
         let (leader, leader_addr) = self.leader();
         if leader.is_some() && leader != Some(self.inner.node_id) {
             return match (leader_addr, forward) {
-                (Some(addr), Some(cmd)) => self.forward(leader, &addr, &cmd).await,
-                (Some(addr), None) => Err(ApiError::Unavailable(format!(
+                (Some(addr), true) => self.forward(leader, &addr, &cmd).await,
+                (Some(addr), false) => Err(ApiError::Unavailable(format!(
                     "this node is not the Raft leader either; the leader is at {addr}"
                 ))),
                 (None, _) => Err(ApiError::Unavailable(
@@ -527,6 +522,10 @@ impl NodeApi {
                 )),
             };
         }
+        // Kept for a `ForwardToLeader` answer, which can only be forwarded when this node did
+        // not think it led: a leader's proposal never needs the copy (a batch of 64 writes
+        // was cloned for nothing on every write).
+        let copy = (forward && leader != Some(self.inner.node_id)).then(|| cmd.clone());
         let proposed = self.inner.raft.client_write(cmd);
         let result = if leader == Some(self.inner.node_id) {
             // Appended here as the leader: if this node stops leading before the entry commits
@@ -548,7 +547,7 @@ impl NodeApi {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
                 Some(id) if id != self.inner.node_id && leader != Some(self.inner.node_id) => {
                     // We did not think we led, so nothing was appended: safe to send on.
-                    match (f.leader_node, forward) {
+                    match (f.leader_node, copy) {
                         (Some(node), Some(cmd)) => {
                             tracing::info!(kind = cmd.kind(), leader = %node.addr, "forwarding a write to the leader (not appended here)");
                             self.forward(Some(id), &node.addr, &cmd).await

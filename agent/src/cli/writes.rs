@@ -58,6 +58,11 @@ pub enum LoadgenCommand {
         /// process sharing a gRPC channel do); default: one per client.
         #[arg(long)]
         connections: Option<usize>,
+        /// Distinct label keys the clients write (client i writes `loadgen-{i mod keys}`);
+        /// default: one per client. A label write answers with the node's whole label set,
+        /// so a fixed number keeps each write the same size at every client count.
+        #[arg(long)]
+        keys: Option<usize>,
         /// How long to run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -91,15 +96,16 @@ struct Report {
 }
 
 pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
-    let (node, clients, connections, seconds, call, client) = match cmd {
+    let (node, clients, connections, keys, seconds, call, client) = match cmd {
         LoadgenCommand::Writes {
             node,
             clients,
             connections,
+            keys,
             seconds,
             call,
             client,
-        } => (node, clients, connections, seconds, call, client),
+        } => (node, clients, connections, keys, seconds, call, client),
         LoadgenCommand::Heartbeats {
             token,
             ca_file,
@@ -124,6 +130,8 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         (1..=clients).contains(&connections),
         "--connections must be between 1 and --clients ({clients})"
     );
+    let keys = keys.unwrap_or(clients);
+    anyhow::ensure!(keys >= 1, "--keys must be at least 1");
     anyhow::ensure!(
         seconds > 0.0 && seconds.is_finite(),
         "--seconds must be a positive number"
@@ -148,7 +156,7 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
                     Call::SetLabels => {
                         let req = c.request(SetNodeLabelsRequest {
                             key: node.clone(),
-                            set: [(format!("loadgen-{worker}"), i.to_string())]
+                            set: [(format!("loadgen-{}", worker % keys), i.to_string())]
                                 .into_iter()
                                 .collect(),
                             remove: vec![],

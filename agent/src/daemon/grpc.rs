@@ -398,7 +398,7 @@ impl Cortex for CortexService {
         require_coordinator(&req)?;
         let cmd: Command = serde_json::from_str(&req.into_inner().command_json)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
-        let outcome = self.api.write_local(cmd, None).await.map_err(status)?;
+        let outcome = self.api.write_local(cmd, false).await.map_err(status)?;
         let json = serde_json::to_string(&outcome).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ForwardResponse { outcome_json: json }))
     }

@@ -23,11 +23,24 @@ pub struct LogStore {
     wal: Arc<Wal>,
     /// The newest entries, decoded (`cache.rs`); shared with every reader this store hands out.
     cache: Arc<std::sync::Mutex<EntryCache>>,
-    /// When `save_committed` last made its write durable.
-    committed_synced: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// The newest committed id openraft reported, and when one was last written.
+    committed: Arc<std::sync::Mutex<CommittedMark>>,
+}
+
+/// `save_committed` keeps the newest value here and writes it at most once a second.
+#[derive(Debug)]
+struct CommittedMark {
+    latest: Option<LogId>,
+    written_at: std::time::Instant,
 }
 
 impl LogStore {
+    fn committed_mark(&self) -> std::sync::MutexGuard<'_, CommittedMark> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Opens the log beside the redb file at `path` (`raft.redb` → `raft.wal`). Entries an
     /// older version kept in redb's log table are moved into the file once.
     pub(crate) fn open(db: Arc<Database>, path: PathBuf) -> Result<Self, StoreError> {
@@ -37,7 +50,10 @@ impl LogStore {
             path,
             wal,
             cache: Arc::default(),
-            committed_synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            committed: Arc::new(std::sync::Mutex::new(CommittedMark {
+                latest: None,
+                written_at: std::time::Instant::now(),
+            })),
         };
         let io = |detail: String| StoreError::Io {
             path: store.path.clone(),
@@ -105,13 +121,12 @@ impl LogStore {
         &self,
         key: &'static str,
         value: &T,
-        durability: Durability,
     ) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(write_err)?;
         let db = self.db.clone();
         blocking(key, move || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
-            txn.set_durability(durability)
+            txn.set_durability(Durability::Immediate)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             txn.open_table(META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
@@ -197,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_meta(KEY_VOTE, vote, Durability::Immediate).await
+        self.write_meta(KEY_VOTE, vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -205,29 +220,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not needed for safety, so no fsync on every commit; but once a second a durable one:
-        // the log's entries no longer go through redb, and redb reuses the pages non-durable
-        // commits free only after a durable commit.
-        let durable = {
-            let mut last = self
-                .committed_synced
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let due = last.elapsed() >= std::time::Duration::from_secs(1);
+        // Not needed for safety (a restart re-learns the commit point from a quorum), only to
+        // re-apply more at once after a restart. So no write per commit: each was a redb
+        // transaction on a blocking thread, on every replica, for every entry. The newest
+        // value is kept in memory and written, durably, at most once a second.
+        let due = {
+            let mut mark = self.committed_mark();
+            mark.latest = committed;
+            let due = mark.written_at.elapsed() >= std::time::Duration::from_secs(1);
             if due {
-                *last = std::time::Instant::now();
+                mark.written_at = std::time::Instant::now();
             }
             due
         };
-        let durability = if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        self.write_meta(KEY_COMMITTED, &committed, durability).await
+        if !due {
+            return Ok(());
+        }
+        self.write_meta(KEY_COMMITTED, &committed).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        // This process's newest if it has one (never older than what is on disk).
+        if let Some(latest) = self.committed_mark().latest {
+            return Ok(Some(latest));
+        }
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
@@ -266,8 +282,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purge point first (durable), then the records: a crash between leaves records the
         // snapshot has, which `open` forgets again.
-        self.write_meta(KEY_PURGED, &log_id, Durability::Immediate)
-            .await?;
+        self.write_meta(KEY_PURGED, &log_id).await?;
         self.cache().purged(log_id.index);
         let wal = self.wal.clone();
         blocking("purge", move || wal.purge(log_id.index).map_err(redb::Error::Io))
