@@ -48,9 +48,10 @@ impl Linger {
     fn after(answered: usize, queued: usize, took: Duration) -> Linger {
         Linger {
             expect: (answered + queued).min(MAX_BATCH),
-            // Half the proposal's own latency: the wait never more than adds half to a
-            // write's, and on a fast disk it shrinks with it.
-            wait: (took / 2).min(MAX_LINGER),
+            // No longer than the proposal itself took: the wait at most doubles a write's
+            // latency, and on a fast disk it shrinks with it. (Half of it was tried: fewer
+            // writers came back in time, and more, smaller entries cost more CPU per write.)
+            wait: took.min(MAX_LINGER),
         }
     }
 }
@@ -177,7 +178,11 @@ mod tests {
     fn the_expectation_is_everyone_just_answered_plus_everyone_who_queued() {
         let l = Linger::after(31, 33, Duration::from_millis(3));
         assert_eq!(l.expect, 64);
-        assert_eq!(l.wait, Duration::from_micros(1500));
+        assert_eq!(l.wait, Duration::from_millis(3).min(MAX_LINGER));
+        assert_eq!(
+            Linger::after(31, 33, Duration::from_micros(700)).wait,
+            Duration::from_micros(700)
+        );
         // Bounded: never more than one entry holds, never longer than MAX_LINGER.
         let l = Linger::after(300, 20, Duration::from_secs(1));
         assert_eq!((l.expect, l.wait), (MAX_BATCH, MAX_LINGER));
