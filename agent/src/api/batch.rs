@@ -66,7 +66,7 @@ fn drain(rx: &mut Receiver, batch: &mut Vec<(Command, Reply)>) {
     }
 }
 
-/// Waits until `batch` holds `linger.expect` writes or `until` passes.
+/// Waits until `batch` holds `expect` writes or `until` passes.
 async fn gather(rx: &mut Receiver, batch: &mut Vec<(Command, Reply)>, expect: usize, until: Instant) {
     let deadline = tokio::time::sleep_until(until.into());
     tokio::pin!(deadline);
