@@ -234,8 +234,9 @@ def main():
             a.seconds = 0
         leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
         lname = next(n for n, i in ids.items() if i == leader)
-        # The last run is the floor: the same 64 clients calling WhoAmI (same gRPC, mTLS and
-        # token check, no Raft). No write through the API can go faster than that on this host.
+        # The last runs are the floor: the same 64 clients calling WhoAmI over their own and over
+        # the first shared connection count (same gRPC, mTLS and token check, no Raft). No write
+        # through the API can go faster than that on this host.
         runs = [(n, n, "set-labels") for n in (1, 16, 64)] + [(64, k, "set-labels") for k in a.shared_connections]
         runs += [(64, k, "who-am-i") for k in [64] + a.shared_connections[:1]]
         for n, conns, call in (runs if a.seconds > 0 else ()):
