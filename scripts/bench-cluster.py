@@ -19,9 +19,10 @@ one became leader, and when the first write was accepted.
 Three coordinators and the client share this machine, where in a real cluster each coordinator
 has a host of its own. By default every cortex process here runs one tokio worker thread
 (`TOKIO_WORKER_THREADS=1`, --worker-threads), its share of a 2-core host: with tokio's default
-(a worker per CPU) four processes put eight busy workers on two cores, and the writes measured
-~20-25 % lower, from the context switches, not from the cluster's own work. --worker-threads 0
-keeps tokio's default; the setting is printed first and kept in the JSON.
+(a worker per CPU) four processes put eight workers on two cores, and in alternating runs
+(2026-12-03) 1 and 16 clients wrote ~20 % less, from context switches rather than the cluster's
+own work (64 clients: within the VM's noise). --worker-threads 0 keeps tokio's default; the
+setting is printed first and kept in the JSON.
 """
 import argparse, json, os, resource, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
