@@ -229,6 +229,8 @@ def main():
         a.log_level = "info,openraft=warn" if a.logs else "warn"
     if a.worker_threads < 0:
         sys.exit("--worker-threads must be 0 (tokio's default) or more")
+    # Not inherited from this shell: 0 must mean tokio's default, as printed.
+    os.environ.pop("TOKIO_WORKER_THREADS", None)
     if a.worker_threads:
         a.env = [f"TOKIO_WORKER_THREADS={a.worker_threads}", *a.env]
     threads = a.worker_threads or f"tokio's default ({os.cpu_count()})"
