@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use cortex_cluster::h2_channel::{H2Channel, Target};
 use cortex_proto::v1::cortex_client::CortexClient;
-use tonic::transport::{Channel, Endpoint};
 
 /// No Cortex node answered. Maps to exit code 69.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,8 @@ pub struct ClientArgs {
 
 #[derive(Clone)]
 pub struct Client {
-    pub grpc: CortexClient<Channel>,
+    /// One HTTP/2 connection (see `cortex_cluster::h2_channel` for why not tonic's `Channel`).
+    pub grpc: CortexClient<H2Channel>,
     addr: String,
     token: Option<String>,
 }
@@ -72,22 +73,21 @@ impl Client {
                 .into())
             }
         }
+        let origin: http::Uri = format!("https://{addr}")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?;
         let ca = load_ca(args)?;
-        let tls = cortex_cluster::pki::client_tls(&ca, None);
-        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
-            .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?
-            .tls_config(tls)?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30));
-        let channel = endpoint.connect().await.map_err(|e| {
-            anyhow::anyhow!(
-                "TLS connection to {addr} failed: {} (is --ca-file the CA of the cluster this node belongs to?)",
-                root_cause(&e)
-            )
-        })?;
+        let channel = H2Channel::connect(&Target {
+            addr: &addr,
+            ca_pem: &ca,
+            identity: None,
+            connect_timeout: Duration::from_secs(3),
+            call_timeout: Some(Duration::from_secs(30)),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (is --ca-file the CA of the cluster this node belongs to?)"))?;
         Ok(Client {
-            grpc: CortexClient::new(channel),
+            grpc: CortexClient::with_origin(channel, origin),
             addr,
             token: load_token(args)?,
         })
@@ -120,14 +120,6 @@ impl Client {
             _ => anyhow::anyhow!("{}", status.message()),
         }
     }
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 fn load_token(args: &ClientArgs) -> anyhow::Result<Option<String>> {

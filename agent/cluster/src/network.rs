@@ -1,7 +1,9 @@
 //! Outbound Raft RPCs over gRPC (the `Raft` service in proto/cortex.proto).
 //!
-//! Payloads are openraft's serde types as JSON. One channel per target, created lazily and kept:
-//! tonic reconnects it by itself, so a timed-out call does not cost a new TCP + TLS handshake.
+//! Payloads are openraft's serde types as JSON. One HTTP/2 connection per target
+//! (`h2_channel`: each call leaves in one write, where tonic's `Channel` needs three), made at
+//! the first call and kept: a timed-out call does not cost a new TCP + TLS handshake; a call that
+//! finds the connection gone drops it, and the next call connects afresh.
 //!
 //! Timeouts and errors (see docs/ARCHITECTURE.md, "Timeouts and retries"):
 //! - connecting is bounded by [`CONNECT_TIMEOUT`]: peers are on a LAN, so a peer that has not
@@ -14,6 +16,7 @@
 //!   refuses the call, is `Unreachable`, which makes openraft back off for [`UNREACHABLE_BACKOFF`]
 //!   before trying that peer again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cortex_proto::v1::raft_client::RaftClient;
@@ -29,8 +32,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, ClientTlsConfig};
 
+use crate::h2_channel::{ConnectError, H2Channel, Target};
+use crate::pki::NodeCredentials;
 use crate::types::{NodeId, TypeConfig};
 
 /// How long a TCP connect to a peer may take. LAN round trips are well under a millisecond and
@@ -45,13 +49,14 @@ pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub struct GrpcNetwork {
     id: NodeId,
-    tls: ClientTlsConfig,
+    creds: Arc<NodeCredentials>,
 }
 
 impl GrpcNetwork {
-    /// `id` is this node's id (it names the caller in timeout errors).
-    pub fn new(id: NodeId, tls: ClientTlsConfig) -> Self {
-        GrpcNetwork { id, tls }
+    /// `id` is this node's id (it names the caller in timeout errors); `creds` are its
+    /// certificate and key, presented to every peer, and the CA peers must present.
+    pub fn new(id: NodeId, creds: Arc<NodeCredentials>) -> Self {
+        GrpcNetwork { id, creds }
     }
 }
 
@@ -59,8 +64,12 @@ pub struct GrpcConnection {
     id: NodeId,
     target: NodeId,
     addr: String,
-    tls: ClientTlsConfig,
-    client: Option<RaftClient<Channel>>,
+    creds: Arc<NodeCredentials>,
+    client: Option<RaftClient<H2Channel>>,
+    /// A connection being made. It runs as a task of its own: openraft bounds each call by the
+    /// heartbeat interval, and a TLS handshake on a busy host can take longer; the next call
+    /// picks up where this one ran out instead of starting over.
+    connecting: Option<tokio::task::JoinHandle<Result<H2Channel, ConnectError>>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -71,8 +80,9 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             id: self.id,
             target,
             addr: node.addr.clone(),
-            tls: self.tls.clone(),
+            creds: self.creds.clone(),
             client: None,
+            connecting: None,
         }
     }
 }
@@ -94,13 +104,35 @@ impl GrpcConnection {
         }
     }
 
-    fn client(&mut self) -> Result<RaftClient<Channel>, CallError> {
+    async fn client(&mut self) -> Result<RaftClient<H2Channel>, CallError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let channel =
-            crate::pki::lazy_channel(&self.addr, &self.tls, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
-        let client = RaftClient::new(channel);
+        let origin: http::Uri = format!("https://{}", self.addr)
+            .parse()
+            .map_err(|e| self.err(e))?;
+        let connecting = self.connecting.get_or_insert_with(|| {
+            let (addr, creds) = (self.addr.clone(), self.creds.clone());
+            tokio::spawn(async move {
+                H2Channel::connect(&Target {
+                    addr: &addr,
+                    ca_pem: &creds.ca_pem,
+                    identity: Some(&creds),
+                    connect_timeout: CONNECT_TIMEOUT,
+                    // Each call has openraft's deadline (`call`).
+                    call_timeout: None,
+                })
+                .await
+            })
+        });
+        let connected = connecting.await;
+        self.connecting = None;
+        let channel = match connected {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(self.err(e)),
+            Err(e) => return Err(self.err(format!("connecting failed: {e}"))),
+        };
+        let client = RaftClient::with_origin(channel, origin);
         self.client = Some(client.clone());
         Ok(client)
     }
@@ -119,17 +151,37 @@ impl GrpcConnection {
     {
         let timeout = option.hard_ttl();
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut client = self
-            .client()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let started = tokio::time::Instant::now();
+        let mut client = match tokio::time::timeout(timeout, self.client()).await {
+            Ok(client) => client.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?,
+            // Still connecting (the handshake goes on without this call): a slow peer, not a
+            // gone one; a connect that fails or exceeds CONNECT_TIMEOUT is `Unreachable` above.
+            Err(_) => {
+                return Err(RPCError::Timeout(Timeout {
+                    action,
+                    id: self.id,
+                    target: self.target,
+                    timeout,
+                }))
+            }
+        };
         let mut request = tonic::Request::new(RaftPayload { json });
         // Also sent to the peer (grpc-timeout), so it can drop work nobody waits for.
         request.set_timeout(timeout);
-        let reply = match action {
-            RPCTypes::AppendEntries => client.append_entries(request).await,
-            RPCTypes::Vote => client.vote(request).await,
-            RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
+        let call = async {
+            match action {
+                RPCTypes::AppendEntries => client.append_entries(request).await,
+                RPCTypes::Vote => client.vote(request).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
+            }
         };
+        let reply = tokio::time::timeout_at(started + timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(tonic::Status::deadline_exceeded(
+                    "the peer did not answer in time",
+                ))
+            });
         let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => return Err(self.classify(action, timeout, status)),

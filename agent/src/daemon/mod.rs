@@ -123,10 +123,7 @@ async fn serve(
     let raft = openraft::Raft::new(
         identity.node_id,
         std::sync::Arc::new(raft_config),
-        GrpcNetwork::new(
-            identity.node_id,
-            cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds)),
-        ),
+        GrpcNetwork::new(identity.node_id, std::sync::Arc::new(pki.creds.clone())),
         log_store,
         sm.clone(),
     )
