@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cortex_cluster::h2_channel::{H2Channel, Target};
 use cortex_cluster::pki::NodeCredentials;
 use cortex_model::node::{BenchRequest, NetBenchRequest};
 use cortex_proto::v1::cortex_client::CortexClient;
 use cortex_proto::v1::HeartbeatRequest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, ClientTlsConfig};
 
 /// Whether heartbeats are being accepted, for `/readyz` and for the worker's self-fencing.
 #[derive(Clone)]
@@ -65,13 +65,15 @@ impl Health {
 
 pub struct Heartbeat {
     node_id: u64,
-    tls: ClientTlsConfig,
+    creds: Arc<NodeCredentials>,
     coordinators: Vec<String>,
     leader: Option<String>,
     interval: Duration,
     data_dir: PathBuf,
     health: Health,
-    channels: HashMap<String, Channel>,
+    /// One HTTP/2 connection per coordinator (`h2_channel`: a heartbeat leaves in one write),
+    /// dropped when a heartbeat through it fails.
+    clients: HashMap<String, CortexClient<H2Channel>>,
     /// Where a pending benchmark request from the heartbeat answer goes.
     bench_requests: watch::Sender<Option<BenchRequest>>,
     /// Where a pending network run (this node as the peer) from the heartbeat answer goes.
@@ -88,13 +90,13 @@ impl Heartbeat {
     ) -> Heartbeat {
         Heartbeat {
             node_id,
-            tls: cortex_cluster::pki::client_tls(&creds.ca_pem, Some(&creds)),
+            creds: Arc::new(creds),
             coordinators,
             leader: None,
             interval,
             data_dir,
             health: Health::default(),
-            channels: HashMap::new(),
+            clients: HashMap::new(),
             bench_requests: watch::channel(None).0,
             net_bench_requests: watch::channel(None).0,
         }
@@ -114,13 +116,25 @@ impl Heartbeat {
         self.health.clone()
     }
 
-    fn channel(&mut self, addr: &str) -> Option<Channel> {
-        if let Some(c) = self.channels.get(addr) {
-            return Some(c.clone());
+    async fn client(&mut self, addr: &str) -> Result<CortexClient<H2Channel>, tonic::Status> {
+        if let Some(c) = self.clients.get(addr) {
+            return Ok(c.clone());
         }
-        let c = cortex_cluster::pki::lazy_channel(addr, &self.tls, Duration::from_secs(2)).ok()?;
-        self.channels.insert(addr.to_string(), c.clone());
-        Some(c)
+        let origin: http::Uri = format!("https://{addr}")
+            .parse()
+            .map_err(|e| tonic::Status::invalid_argument(format!("coordinator address {addr:?}: {e}")))?;
+        let channel = H2Channel::connect(&Target {
+            addr,
+            ca_pem: &self.creds.ca_pem,
+            identity: Some(&self.creds),
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: None,
+        })
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let c = CortexClient::with_origin(channel, origin);
+        self.clients.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -144,17 +158,17 @@ impl Heartbeat {
                 }
             };
             let resources = sampler.sample(&self.data_dir);
-            let Some(channel) = self.channel(&target) else {
-                continue;
-            };
             let mut req = tonic::Request::new(HeartbeatRequest {
                 node_id: self.node_id,
                 resources_json: serde_json::to_string(&resources).unwrap_or_default(),
             });
             req.set_timeout(self.interval.max(Duration::from_millis(500)));
             let timeout = self.interval.max(Duration::from_millis(500)) * 2;
-            let answer = match tokio::time::timeout(timeout, CortexClient::new(channel).heartbeat(req)).await
-            {
+            let call = async {
+                let mut client = self.client(&target).await?;
+                client.heartbeat(req).await
+            };
+            let answer = match tokio::time::timeout(timeout, call).await {
                 Ok(r) => r,
                 // A frozen coordinator accepts the connection and never answers.
                 Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
@@ -186,7 +200,7 @@ impl Heartbeat {
                         false,
                         format!("heartbeat to {target} failed: {}", status.message()),
                     );
-                    self.channels.remove(&target);
+                    self.clients.remove(&target);
                     self.leader = None;
                     next += 1;
                 }

@@ -1,20 +1,24 @@
 //! Forwarding a proposal from a follower to the leader over mTLS (the `Forward` RPC), so a
 //! client can write through any coordinator.
 //!
-//! One channel to the current leader is kept and reused (a new TCP + TLS handshake per write
-//! costs more than the write); it is replaced when the leader's address changes and dropped
-//! when the connection fails. Connecting is bounded by the same short LAN connect timeout as
-//! Raft's own RPCs, so a write that reaches a follower which still believes a dead node leads
-//! fails within [`cortex_cluster::network::CONNECT_TIMEOUT`] (at once when the dead node's host
-//! refuses the connection) instead of waiting for the whole request timeout.
+//! One HTTP/2 connection to the current leader is kept and reused (a new TCP + TLS handshake
+//! per write costs more than the write; `h2_channel`: each call leaves in one write); it is
+//! replaced when the leader's address changes and dropped when the connection fails. Writes
+//! that arrive while it is being made wait for that one attempt rather than starting their own.
+//! Connecting is bounded by the same short LAN connect timeout as Raft's own RPCs (the TCP
+//! connect and the TLS handshake each), so a write that reaches a follower which still believes
+//! a dead node leads fails within [`cortex_cluster::network::CONNECT_TIMEOUT`] (at once when the
+//! dead node's host refuses the connection) instead of waiting for the whole request timeout.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cortex_cluster::h2_channel::{H2Channel, Target};
+use cortex_cluster::pki::NodeCredentials;
 use cortex_model::command::{Command, Outcome};
 use cortex_proto::v1::cortex_client::CortexClient;
 use cortex_proto::v1::ForwardRequest;
-use tonic::transport::{Channel, ClientTlsConfig};
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::ApiError;
 
@@ -23,30 +27,51 @@ use super::ApiError;
 /// is longer than a failover on purpose: the outcome of a write cut off here is ambiguous.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The connection to one leader: being made, or made (the result is kept and shared).
+type Connection = Shared<BoxFuture<'static, Result<CortexClient<H2Channel>, String>>>;
+
 pub struct Forwarder {
-    tls: ClientTlsConfig,
-    channel: Mutex<Option<(String, Channel)>>,
+    creds: Arc<NodeCredentials>,
+    channel: Mutex<Option<(String, Connection)>>,
 }
 
 impl Forwarder {
-    pub fn new(tls: ClientTlsConfig) -> Self {
+    pub fn new(creds: Arc<NodeCredentials>) -> Self {
         Forwarder {
-            tls,
+            creds,
             channel: Mutex::new(None),
         }
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
+    fn connection(&self, addr: &str) -> Connection {
         let mut slot = self.channel.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((a, ch)) = slot.as_ref() {
+        if let Some((a, conn)) = slot.as_ref() {
             if a == addr {
-                return Ok(ch.clone());
+                return conn.clone();
             }
         }
-        let ch = cortex_cluster::pki::lazy_channel(addr, &self.tls, cortex_cluster::network::CONNECT_TIMEOUT)
-            .map_err(|e| ApiError::Unavailable(format!("cannot reach the leader at {addr}: {e}")))?;
-        *slot = Some((addr.to_string(), ch.clone()));
-        Ok(ch)
+        let (owned, creds) = (addr.to_string(), self.creds.clone());
+        let conn = async move {
+            let origin: http::Uri = format!("https://{owned}")
+                .parse()
+                .map_err(|e| format!("the leader's address {owned:?}: {e}"))?;
+            let channel = H2Channel::connect(&Target {
+                addr: &owned,
+                ca_pem: &creds.ca_pem,
+                identity: Some(&creds),
+                // Bounds the TCP connect and, separately, a TLS handshake a frozen peer never
+                // answers.
+                connect_timeout: cortex_cluster::network::CONNECT_TIMEOUT,
+                call_timeout: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(CortexClient::with_origin(channel, origin))
+        }
+        .boxed()
+        .shared();
+        *slot = Some((addr.to_string(), conn.clone()));
+        conn
     }
 
     fn forget(&self, addr: &str) {
@@ -58,7 +83,15 @@ impl Forwarder {
 
     pub async fn to_leader(&self, leader_addr: &str, cmd: &Command) -> Result<Outcome, ApiError> {
         let json = serde_json::to_string(cmd).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut client = CortexClient::new(self.channel(leader_addr)?);
+        let mut client = match self.connection(leader_addr).await {
+            Ok(client) => client,
+            Err(e) => {
+                self.forget(leader_addr);
+                return Err(ApiError::Unavailable(format!(
+                    "cannot reach the leader at {leader_addr}: {e}"
+                )));
+            }
+        };
         let mut req = tonic::Request::new(ForwardRequest { command_json: json });
         req.set_timeout(FORWARD_TIMEOUT);
         // The deadline above also covers a TLS handshake that a frozen peer never answers.

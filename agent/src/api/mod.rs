@@ -26,7 +26,6 @@ use cortex_model::node::{validate_label, NodeRecord, NodeState};
 use cortex_model::token::Scope;
 use cortex_model::{NodeId, UnixMillis};
 use openraft::error::{ClientWriteError, RaftError};
-use tonic::transport::ClientTlsConfig;
 
 pub use auth::{generate_token, sha256_hex, Caller};
 pub use bench::Published;
@@ -67,7 +66,8 @@ pub struct NodeApiParts {
     pub node_name: String,
     pub grpc_addr: String,
     pub ca: ClusterCa,
-    pub node_tls: ClientTlsConfig,
+    /// This node's certificate and key (and the CA), for forwarding writes to the leader.
+    pub node_creds: std::sync::Arc<cortex_cluster::pki::NodeCredentials>,
     /// `tasks.log_limit_bytes`: the log limit a submitted task gets when it sets none.
     pub task_log_limit: u64,
 }
@@ -95,7 +95,7 @@ impl NodeApi {
                 grpc_addr: p.grpc_addr,
                 started: Instant::now(),
                 ca: p.ca,
-                forwarder: forward::Forwarder::new(p.node_tls),
+                forwarder: forward::Forwarder::new(p.node_creds),
                 liveness: Liveness::default(),
                 join_limiter: join::RateLimiter::default(),
                 writes,

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use cortex_cluster::h2_channel::{H2Channel, Target};
 use cortex_cluster::pki::{client_tls, csr_for_key, new_key_and_csr, NodeCredentials};
 use cortex_model::inventory::Inventory;
 use cortex_proto::v1::cortex_client::CortexClient;
@@ -87,27 +88,48 @@ pub async fn run(
     );
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
+    let origin: http::Uri = format!("https://{server}").parse()?;
     for (node_id, c) in creds {
-        let channel = cortex_cluster::pki::lazy_channel(
-            &server,
-            &client_tls(&ca_pem, Some(&c)),
-            Duration::from_secs(5),
-        )?;
+        let (server, origin) = (server.clone(), origin.clone());
         tasks.push(tokio::spawn(async move {
-            let mut client = CortexClient::new(channel);
             let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
             // Spread the nodes over the interval like real ones.
             tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % interval_ms.max(1))).await;
             let (mut ok, mut failed) = (0u64, 0u64);
+            // Like a real node's heartbeat (`agent/heartbeat.rs`): one HTTP/2 connection of its
+            // own, made at the first beat and again after a failed one.
+            let mut client = None;
             while Instant::now() < deadline {
                 tick.tick().await;
+                if client.is_none() {
+                    let target = Target {
+                        addr: &server,
+                        ca_pem: &c.ca_pem,
+                        identity: Some(&c),
+                        connect_timeout: Duration::from_secs(5),
+                        call_timeout: Some(Duration::from_secs(5)),
+                    };
+                    match H2Channel::connect(&target).await {
+                        Ok(channel) => client = Some(CortexClient::with_origin(channel, origin.clone())),
+                        Err(_) => {
+                            failed += 1;
+                            continue;
+                        }
+                    }
+                }
+                let Some(cortex) = client.as_mut() else {
+                    continue;
+                };
                 let req = HeartbeatRequest {
                     node_id,
                     resources_json: String::new(),
                 };
-                match client.heartbeat(req).await {
+                match cortex.heartbeat(req).await {
                     Ok(_) => ok += 1,
-                    Err(_) => failed += 1,
+                    Err(_) => {
+                        failed += 1;
+                        client = None;
+                    }
                 }
             }
             (ok, failed)

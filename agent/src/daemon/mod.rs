@@ -144,7 +144,7 @@ async fn serve(
         node_name: node_name.clone(),
         grpc_addr: grpc_addr.to_string(),
         ca: pki.ca.clone(),
-        node_tls: cortex_cluster::pki::client_tls(&pki.creds.ca_pem, Some(&pki.creds)),
+        node_creds: std::sync::Arc::new(pki.creds.clone()),
         task_log_limit: config.tasks.log_limit_bytes,
     });
 
