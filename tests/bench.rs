@@ -53,8 +53,10 @@ fn bench_quick_json_is_a_versioned_report_with_measured_figures() {
     });
     let text = serde_json::to_string_pretty(&r).unwrap_or_default();
 
-    // --quick's budget is 5 s; 3× so this is not a timing test.
-    assert!(took < Duration::from_secs(15), "quick bench took {took:?}");
+    // --quick's budget is 5 s on an idle 2-core machine; this runs beside the rest of the suite
+    // (clusters, fsyncs, builds of test images), which stretched it to 17.7 s in one CI run on
+    // a slow VM (2026-12-03). 6× catches a bench that ignores its budget, not a busy machine.
+    assert!(took < Duration::from_secs(30), "quick bench took {took:?}");
     assert_eq!(r["format"], "cortex-bench/1", "{text}");
     assert_eq!(r["quick"], true);
     assert!(
