@@ -73,9 +73,6 @@ impl Client {
                 .into())
             }
         }
-        let origin: http::Uri = format!("https://{addr}")
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--server {:?} is not a valid address: {e}", args.server))?;
         let ca = load_ca(args)?;
         let channel = H2Channel::connect(&Target {
             addr: &addr,
@@ -87,7 +84,7 @@ impl Client {
         .await
         .map_err(|e| anyhow::anyhow!("{e} (is --ca-file the CA of the cluster this node belongs to?)"))?;
         Ok(Client {
-            grpc: CortexClient::with_origin(channel, origin),
+            grpc: CortexClient::new(channel),
             addr,
             token: load_token(args)?,
         })

@@ -35,11 +35,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct H2Channel {
     send: h2::client::SendRequest<Bytes>,
+    /// `host:port` of the server: every request's URI gets `https://` and this (the origin
+    /// tonic's generated clients leave out).
+    authority: http::uri::Authority,
     timeout: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error("{addr:?} is not a valid address: {detail}")]
+    Address { addr: String, detail: String },
     #[error("TCP connection to {addr} failed: {detail}")]
     Tcp { addr: String, detail: String },
     #[error("TLS connection to {addr} failed: {detail}")]
@@ -64,6 +69,12 @@ impl H2Channel {
     /// by a task of its own until every handle is dropped or the peer goes away.
     pub async fn connect(target: &Target<'_>) -> Result<H2Channel, ConnectError> {
         let addr = target.addr.to_string();
+        let authority: http::uri::Authority =
+            addr.parse()
+                .map_err(|e: http::uri::InvalidUri| ConnectError::Address {
+                    addr: addr.clone(),
+                    detail: e.to_string(),
+                })?;
         let config = client_config(target.ca_pem, target.identity).map_err(|detail| ConnectError::Tls {
             addr: addr.clone(),
             detail,
@@ -108,6 +119,7 @@ impl H2Channel {
         });
         Ok(H2Channel {
             send,
+            authority,
             timeout: target.call_timeout,
         })
     }
@@ -155,8 +167,9 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for H2Channel {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let send = self.send.clone();
         let timeout = self.timeout;
+        let authority = self.authority.clone();
         Box::pin(async move {
-            let call = unary(send, request);
+            let call = unary(send, authority, request);
             match timeout {
                 None => call.await,
                 Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -174,9 +187,14 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for H2Channel {
 /// HEADERS and DATA with END_STREAM are queued together.
 async fn unary(
     mut send: h2::client::SendRequest<Bytes>,
+    authority: http::uri::Authority,
     request: http::Request<tonic::body::Body>,
 ) -> Result<http::Response<tonic::body::Body>, BoxError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(http::uri::Scheme::HTTPS);
+    uri.authority = Some(authority);
+    parts.uri = http::Uri::from_parts(uri)?;
     let body = body.collect().await?.to_bytes();
     let head = http::Request::from_parts(parts, ());
     let (response, mut stream) = send.send_request(head, body.is_empty()).map_err(status)?;

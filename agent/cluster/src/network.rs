@@ -108,9 +108,6 @@ impl GrpcConnection {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let origin: http::Uri = format!("https://{}", self.addr)
-            .parse()
-            .map_err(|e| self.err(e))?;
         let connecting = self.connecting.get_or_insert_with(|| {
             let (addr, creds) = (self.addr.clone(), self.creds.clone());
             tokio::spawn(async move {
@@ -132,7 +129,7 @@ impl GrpcConnection {
             Ok(Err(e)) => return Err(self.err(e)),
             Err(e) => return Err(self.err(format!("connecting failed: {e}"))),
         };
-        let client = RaftClient::with_origin(channel, origin);
+        let client = RaftClient::new(channel);
         self.client = Some(client.clone());
         Ok(client)
     }

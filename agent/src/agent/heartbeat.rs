@@ -120,9 +120,6 @@ impl Heartbeat {
         if let Some(c) = self.clients.get(addr) {
             return Ok(c.clone());
         }
-        let origin: http::Uri = format!("https://{addr}")
-            .parse()
-            .map_err(|e| tonic::Status::invalid_argument(format!("coordinator address {addr:?}: {e}")))?;
         let channel = H2Channel::connect(&Target {
             addr,
             ca_pem: &self.creds.ca_pem,
@@ -132,7 +129,7 @@ impl Heartbeat {
         })
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let c = CortexClient::with_origin(channel, origin);
+        let c = CortexClient::new(channel);
         self.clients.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -52,9 +52,6 @@ impl Forwarder {
         }
         let (owned, creds) = (addr.to_string(), self.creds.clone());
         let conn = async move {
-            let origin: http::Uri = format!("https://{owned}")
-                .parse()
-                .map_err(|e| format!("the leader's address {owned:?}: {e}"))?;
             let channel = H2Channel::connect(&Target {
                 addr: &owned,
                 ca_pem: &creds.ca_pem,
@@ -66,7 +63,7 @@ impl Forwarder {
             })
             .await
             .map_err(|e| e.to_string())?;
-            Ok(CortexClient::with_origin(channel, origin))
+            Ok(CortexClient::new(channel))
         }
         .boxed()
         .shared();

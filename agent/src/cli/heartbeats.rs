@@ -88,9 +88,8 @@ pub async fn run(
     );
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
-    let origin: http::Uri = format!("https://{server}").parse()?;
     for (node_id, c) in creds {
-        let (server, origin) = (server.clone(), origin.clone());
+        let server = server.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
             // Spread the nodes over the interval like real ones.
@@ -110,7 +109,7 @@ pub async fn run(
                         call_timeout: Some(Duration::from_secs(5)),
                     };
                     match H2Channel::connect(&target).await {
-                        Ok(channel) => client = Some(CortexClient::with_origin(channel, origin.clone())),
+                        Ok(channel) => client = Some(CortexClient::new(channel)),
                         Err(_) => {
                             failed += 1;
                             continue;
