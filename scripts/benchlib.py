@@ -13,11 +13,17 @@ def free_port():
     return p
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+def user_sys(pid):
+    """(user, system) CPU seconds of a process so far, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    return sum(user_sys(pid))
 
 
 def rss_mb(pid):
