@@ -55,11 +55,13 @@ fn a_coordinator_measures_itself_after_start_and_shows_its_figures() {
     ] {
         assert!(b[figure].as_f64().is_some_and(|v| v >= 0.0), "{figure}: {b}");
     }
-    assert!(
-        n.stderr().contains("published this node's benchmark report"),
-        "{}",
+    // The publisher logs once its write has returned, which can be a moment after the
+    // record shows the figures.
+    eventually(Duration::from_secs(10), "the published log line", || {
         n.stderr()
-    );
+            .contains("published this node's benchmark report")
+            .then_some(())
+    });
 
     let list = n.cli_ok(&["node", "list"]);
     let row = list.lines().nth(1).unwrap_or_default();
