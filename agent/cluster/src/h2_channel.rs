@@ -202,13 +202,7 @@ async fn unary(
         stream.send_data(body, true).map_err(status)?;
     }
     let response = response.await.map_err(status)?;
-    Ok(response.map(|recv| {
-        tonic::body::Body::new(Received {
-            recv,
-            data_done: false,
-            done: false,
-        })
-    }))
+    Ok(response.map(|recv| tonic::body::Body::new(Received::new(recv))))
 }
 
 /// The gRPC status for a failed call: a connection that is gone is `Unavailable` with
@@ -224,12 +218,22 @@ fn status(e: h2::Error) -> tonic::Status {
     }
 }
 
-/// A response body read from the h2 stream: its DATA frames (their flow-control capacity given
+/// A body read from an h2 stream (a response here, a request in `h2_server`): its DATA frames (their flow-control capacity given
 /// back as they are read), then its trailers (where gRPC puts the status).
-struct Received {
+pub(crate) struct Received {
     recv: h2::RecvStream,
     data_done: bool,
     done: bool,
+}
+
+impl Received {
+    pub(crate) fn new(recv: h2::RecvStream) -> Received {
+        Received {
+            recv,
+            data_done: false,
+            done: false,
+        }
+    }
 }
 
 impl http_body::Body for Received {

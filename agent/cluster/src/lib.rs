@@ -8,6 +8,7 @@
 //! - nothing here knows about HTTP, the CLI or the host; the agent wires those.
 
 pub mod h2_channel;
+pub mod h2_server;
 pub mod network;
 pub mod pki;
 pub mod raft_service;

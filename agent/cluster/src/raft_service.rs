@@ -5,12 +5,16 @@
 //! cluster CA whose role (OU) is `coordinator`. A worker's certificate, a certificate from
 //! another CA (refused by the TLS layer) or none at all is refused.
 
+use std::sync::Arc;
+
 use cortex_proto::v1::raft_server::Raft as RaftRpc;
 use cortex_proto::v1::RaftPayload;
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::h2_server::PeerCertificates;
 use crate::pki::node_identity_from_cert_der;
 use crate::types::CortexRaft;
 
@@ -26,8 +30,17 @@ impl RaftService {
 
 /// The verified peer's node id and role, if it presented a node certificate.
 pub fn peer_node<T>(req: &Request<T>) -> Option<(u64, String)> {
-    let certs = req.peer_certs()?;
+    let certs = peer_certs(req)?;
     identity(certs.first()?.as_ref())
+}
+
+/// The client certificates of the request's connection, verified by the TLS layer: put there
+/// by `h2_server` (or by tonic's server, where one serves).
+fn peer_certs<T>(req: &Request<T>) -> Option<Arc<Vec<CertificateDer<'static>>>> {
+    match req.extensions().get::<PeerCertificates>() {
+        Some(PeerCertificates(certs)) => Some(certs.clone()),
+        None => req.peer_certs(),
+    }
 }
 
 /// Certificates already read, by their DER bytes (bounded; emptied when full).
@@ -53,8 +66,7 @@ fn identity(der: &[u8]) -> Option<(u64, String)> {
 
 /// The verified peer's node id, if it is a coordinator.
 pub fn require_coordinator<T>(req: &Request<T>) -> Result<u64, Status> {
-    let certs = req
-        .peer_certs()
+    let certs = peer_certs(req)
         .ok_or_else(|| Status::unauthenticated("raft rpc needs a cluster node certificate (mTLS)"))?;
     let leaf = certs
         .first()

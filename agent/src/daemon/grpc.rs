@@ -8,7 +8,6 @@ use cortex_proto::v1 as pb;
 use cortex_proto::v1::cortex_server::{Cortex, CortexServer};
 use cortex_proto::v1::raft_server::RaftServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -21,30 +20,52 @@ use cortex_model::token::TokenKind;
 
 pub async fn serve(
     listener: TcpListener,
-    tls: tonic::transport::ServerTlsConfig,
+    tls: rustls::ServerConfig,
     api: NodeApi,
     raft: CortexRaft,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    tonic::transport::Server::builder()
-        .tls_config(tls)?
-        .add_service(CortexServer::new(CortexService { api }))
-        .add_service(RaftServer::new(RaftService::new(raft)))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
-        .await?;
+    let services = Services {
+        cortex: CortexServer::new(CortexService { api }),
+        raft: RaftServer::new(RaftService::new(raft)),
+    };
+    cortex_cluster::h2_server::serve(listener, tls, services, shutdown).await;
     Ok(())
 }
 
-/// Accepted connections with Nagle's algorithm off: small RPCs must not wait for delayed ACKs.
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
+/// The two services on the listener, told apart by the path's `/<package>.<Service>/` prefix.
+#[derive(Clone)]
+struct Services {
+    cortex: CortexServer<CortexService>,
+    raft: RaftServer<RaftService>,
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Services {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both generated services are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        use tonic::server::NamedService;
+        let path = request.uri().path();
+        let raft_name = <RaftServer<RaftService> as NamedService>::NAME;
+        let is_raft = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(raft_name))
+            .is_some_and(|rest| rest.starts_with('/'));
+        if is_raft {
+            Box::pin(self.raft.call(request))
+        } else {
+            Box::pin(self.cortex.call(request))
+        }
+    }
 }
 
 struct CortexService {

@@ -150,7 +150,7 @@ async fn serve(
 
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
-        cortex_cluster::pki::server_tls(&pki.creds),
+        cortex_cluster::h2_server::server_config(&pki.creds).map_err(|e| anyhow::anyhow!("gRPC TLS: {e}"))?,
         api.clone(),
         raft.clone(),
         shutdown.token(),
