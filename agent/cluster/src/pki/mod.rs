@@ -22,7 +22,7 @@ pub use ca::{
 pub use code::{csr_verification_code, verification_code};
 pub use files::{load_node_credentials, load_node_key, save_node_credentials, save_node_key, NodeFiles};
 pub use pin::fetch_pinned_ca;
-pub use tls::{client_tls, lazy_channel, server_tls};
+pub use tls::{client_tls, lazy_channel};
 
 /// The DNS name every node certificate carries and every client checks.
 pub const CLUSTER_DNS_NAME: &str = "cortex.cluster";

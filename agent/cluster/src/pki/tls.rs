@@ -1,20 +1,11 @@
-//! TLS configurations for tonic built from the cluster PKI.
+//! TLS configurations for tonic built from the cluster PKI (the client side; the listener's
+//! is `h2_server::server_config`).
 
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{NodeCredentials, CLUSTER_DNS_NAME};
-
-/// Server side: present the node's chain (leaf + CA, so joiners can pin the CA), verify client
-/// certificates against the CA when one is presented. A client without a certificate (the
-/// CLI, a joining node) still connects; services that need a node identity check for one.
-pub fn server_tls(creds: &NodeCredentials) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(creds.chain_pem(), &creds.key_pem))
-        .client_ca_root(Certificate::from_pem(&creds.ca_pem))
-        .client_auth_optional(true)
-}
 
 /// Client side: trust only the cluster CA; present the node identity when there is one.
 pub fn client_tls(ca_pem: &str, identity: Option<&NodeCredentials>) -> ClientTlsConfig {
