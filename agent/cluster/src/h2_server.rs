@@ -328,8 +328,129 @@ async fn wait_capacity(send: &mut h2::SendStream<Bytes>, len: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::grpc_timeout;
-    use std::time::Duration;
+    use super::*;
+    use crate::h2_channel::{H2Channel, Target};
+    use crate::pki::ClusterCa;
+    use std::future::Future;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// A service whose calls never finish: it reports whether each request carried the
+    /// client's certificates, and signals when a call is dropped.
+    #[derive(Clone)]
+    struct Hold {
+        seen: Arc<Mutex<Vec<bool>>>,
+        dropped: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    }
+
+    struct SignalOnDrop(Option<oneshot::Sender<()>>);
+
+    impl Drop for SignalOnDrop {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    impl tower_service::Service<http::Request<tonic::body::Body>> for Hold {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(request.extensions().get::<PeerCertificates>().is_some());
+            let guard = SignalOnDrop(self.dropped.lock().unwrap().take());
+            Box::pin(async move {
+                let _guard = guard;
+                std::future::pending().await
+            })
+        }
+    }
+
+    fn request(timeout: Option<&str>) -> http::Request<tonic::body::Body> {
+        let mut b = http::Request::builder()
+            .method("POST")
+            .uri("/test.Hold/Forever")
+            .header("content-type", "application/grpc");
+        if let Some(t) = timeout {
+            b = b.header("grpc-timeout", t);
+        }
+        b.body(tonic::body::Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_is_dropped_when_its_client_leaves_and_answered_at_its_grpc_timeout() {
+        let ca = ClusterCa::create("test").unwrap();
+        let server = ca.issue_node(1, "coordinator").unwrap();
+        let client = ca.issue_node(2, "coordinator").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, dropped) = oneshot::channel();
+        let hold = Hold {
+            seen: Arc::default(),
+            dropped: Arc::new(Mutex::new(Some(tx))),
+        };
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(serve(
+            listener,
+            server_config(&server).unwrap(),
+            hold.clone(),
+            shutdown.clone(),
+        ));
+        let target = |call_timeout| Target {
+            addr: &addr,
+            ca_pem: &server.ca_pem,
+            identity: Some(&client),
+            connect_timeout: Duration::from_secs(5),
+            call_timeout,
+        };
+
+        // The client gives up after 200 ms: its stream is reset, and the server drops the call.
+        let mut ch = H2Channel::connect(&target(Some(Duration::from_millis(200))))
+            .await
+            .unwrap();
+        let err = tower_service::Service::call(&mut ch, request(None))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        tokio::time::timeout(Duration::from_secs(5), dropped)
+            .await
+            .expect("the server dropped the call its client reset")
+            .unwrap();
+        assert_eq!(
+            *hold.seen.lock().unwrap(),
+            vec![true],
+            "the client certificate reached the call"
+        );
+
+        // A call with grpc-timeout is answered DEADLINE_EXCEEDED (4) when it passes.
+        let mut ch = H2Channel::connect(&target(None)).await.unwrap();
+        let started = std::time::Instant::now();
+        let response = tower_service::Service::call(&mut ch, request(Some("300m")))
+            .await
+            .unwrap();
+        assert_eq!(response.headers().get("grpc-status").unwrap(), "4");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+
+        shutdown.cancel();
+        drop(ch);
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
+    }
 
     fn parse(v: &str) -> Option<Duration> {
         let mut h = http::HeaderMap::new();
