@@ -126,26 +126,15 @@ impl H2Channel {
 }
 
 fn client_config(ca_pem: &str, identity: Option<&NodeCredentials>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("the CA certificate cannot be read: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        .with_root_certificates(ca_roots(ca_pem)?);
     let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some(creds) => {
-            let chain = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("this node's certificate cannot be read: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes())
-                .map_err(|e| format!("this node's key cannot be read: {e}"))?;
+            let (chain, key) = chain_and_key(&creds.cert_pem, &creds.key_pem)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("this node's certificate is not usable: {e}"))?
@@ -153,6 +142,31 @@ fn client_config(ca_pem: &str, identity: Option<&NodeCredentials>) -> Result<rus
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// The cluster CA as the only trust root (both ends of a connection use it).
+pub(crate) fn ca_roots(ca_pem: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the CA certificate cannot be read: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// This node's certificate chain and key, as TLS wants them.
+pub(crate) fn chain_and_key(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("this node's certificate cannot be read: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("this node's key cannot be read: {e}"))?;
+    Ok((chain, key))
 }
 
 impl tower_service::Service<http::Request<tonic::body::Body>> for H2Channel {

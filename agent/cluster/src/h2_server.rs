@@ -18,12 +18,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::h2_channel::Received;
+use crate::h2_channel::{ca_roots, chain_and_key, Received};
 use crate::pki::NodeCredentials;
 
 /// The verified certificate chain the client presented on this connection (none: no client
@@ -67,23 +66,14 @@ impl<S> GrpcService for S where
 /// certificates verified against the cluster CA when presented, ALPN `h2`.
 pub fn server_config(creds: &NodeCredentials) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("the CA certificate cannot be read: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
-    }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| format!("client certificate verifier: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(creds.chain_pem().as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("this node's certificate cannot be read: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes())
-        .map_err(|e| format!("this node's key cannot be read: {e}"))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(ca_roots(&creds.ca_pem)?),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| format!("client certificate verifier: {e}"))?;
+    let (chain, key) = chain_and_key(&creds.chain_pem(), &creds.key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -34,13 +34,12 @@ pub fn peer_node<T>(req: &Request<T>) -> Option<(u64, String)> {
     identity(certs.first()?.as_ref())
 }
 
-/// The client certificates of the request's connection, verified by the TLS layer: put there
-/// by `h2_server` (or by tonic's server, where one serves).
+/// The client certificates of the request's connection, verified by the TLS layer and put
+/// there by `h2_server`.
 fn peer_certs<T>(req: &Request<T>) -> Option<Arc<Vec<CertificateDer<'static>>>> {
-    match req.extensions().get::<PeerCertificates>() {
-        Some(PeerCertificates(certs)) => Some(certs.clone()),
-        None => req.peer_certs(),
-    }
+    req.extensions()
+        .get::<PeerCertificates>()
+        .map(|PeerCertificates(certs)| certs.clone())
 }
 
 /// Certificates already read, by their DER bytes (bounded; emptied when full).
