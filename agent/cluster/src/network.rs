@@ -15,6 +15,11 @@
 //!   the peer is alive, only slow — typically an fsync); a peer that cannot be connected to, or
 //!   refuses the call, is `Unreachable`, which makes openraft back off for [`UNREACHABLE_BACKOFF`]
 //!   before trying that peer again.
+//!
+//! An AppendEntries leaves only once this node's log is on disk up to the commit index it
+//! carries: a leader acknowledges its own entries before their fsync, and no follower may apply
+//! an entry on the strength of that alone (`store/durable.rs`). The wait is almost always
+//! nil — the commit needed a follower's fsync, which takes longer than the leader's own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,7 @@ use serde::Serialize;
 
 use crate::h2_channel::{ConnectError, H2Channel, Target};
 use crate::pki::NodeCredentials;
+use crate::store::Durable;
 use crate::types::{NodeId, TypeConfig};
 
 /// How long a TCP connect to a peer may take. LAN round trips are well under a millisecond and
@@ -50,13 +56,15 @@ pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(250);
 pub struct GrpcNetwork {
     id: NodeId,
     creds: Arc<NodeCredentials>,
+    durable: Durable,
 }
 
 impl GrpcNetwork {
     /// `id` is this node's id (it names the caller in timeout errors); `creds` are its
-    /// certificate and key, presented to every peer, and the CA peers must present.
-    pub fn new(id: NodeId, creds: Arc<NodeCredentials>) -> Self {
-        GrpcNetwork { id, creds }
+    /// certificate and key, presented to every peer, and the CA peers must present; `durable`
+    /// says how far this node's log is on disk (`LogStore::durable`).
+    pub fn new(id: NodeId, creds: Arc<NodeCredentials>, durable: Durable) -> Self {
+        GrpcNetwork { id, creds, durable }
     }
 }
 
@@ -65,6 +73,7 @@ pub struct GrpcConnection {
     target: NodeId,
     addr: String,
     creds: Arc<NodeCredentials>,
+    durable: Durable,
     client: Option<RaftClient<H2Channel>>,
     /// A connection being made. It runs as a task of its own: openraft bounds each call by the
     /// heartbeat interval, and a TLS handshake on a busy host can take longer; the next call
@@ -81,6 +90,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target,
             addr: node.addr.clone(),
             creds: self.creds.clone(),
+            durable: self.durable.clone(),
             client: None,
             connecting: None,
         }
@@ -219,6 +229,21 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if let Some(commit) = &rpc.leader_commit {
+            let timeout = option.hard_ttl();
+            match tokio::time::timeout(timeout, self.durable.wait_for(commit.index)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
+                Err(_) => {
+                    return Err(RPCError::Timeout(Timeout {
+                        action: RPCTypes::AppendEntries,
+                        id: self.id,
+                        target: self.target,
+                        timeout,
+                    }))
+                }
+            }
+        }
         self.call(RPCTypes::AppendEntries, &rpc, &option).await
     }
 

@@ -88,6 +88,7 @@ async fn serve(
     let dirs = data_dir::prepare(&config.data_dir)?;
     let (log_store, sm) = open_store(&dirs.store).map_err(anyhow::Error::new)?;
     let identity = identity::load_or_create(&log_store)?;
+    log_store.set_node_id(identity.node_id);
     let pki = match mode {
         Mode::Bootstrap => pki::load_or_create(&config.data_dir, identity.node_id, &identity.cluster_id)?,
         Mode::Joined => pki::load_joined(&config.data_dir)?,
@@ -123,7 +124,11 @@ async fn serve(
     let raft = openraft::Raft::new(
         identity.node_id,
         std::sync::Arc::new(raft_config),
-        GrpcNetwork::new(identity.node_id, std::sync::Arc::new(pki.creds.clone())),
+        GrpcNetwork::new(
+            identity.node_id,
+            std::sync::Arc::new(pki.creds.clone()),
+            log_store.durable(),
+        ),
         log_store,
         sm.clone(),
     )

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{LogState, OptionalSend, RaftLogReader};
+use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use super::cache::EntryCache;
 use super::codec::{decode, encode, read_err, read_logs_err, write_err, write_logs_err};
+use super::durable::Durable;
 use super::wal::Wal;
 use super::{StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -25,6 +26,10 @@ pub struct LogStore {
     cache: Arc<std::sync::Mutex<EntryCache>>,
     /// The newest committed id openraft reported, and when one was last written.
     committed: Arc<std::sync::Mutex<CommittedMark>>,
+    /// This node's id, once known (`set_node_id`): until then every append waits for its fsync.
+    node_id: Arc<std::sync::OnceLock<NodeId>>,
+    /// The vote as last read or saved: says whether this node leads.
+    vote: Arc<std::sync::Mutex<Option<Vote>>>,
 }
 
 /// `save_committed` keeps the newest value here and writes it at most once a second.
@@ -54,6 +59,8 @@ impl LogStore {
                 latest: None,
                 written_at: std::time::Instant::now(),
             })),
+            node_id: Arc::default(),
+            vote: Arc::default(),
         };
         let io = |detail: String| StoreError::Io {
             path: store.path.clone(),
@@ -69,6 +76,34 @@ impl LogStore {
             store.wal.purge(p.index).map_err(|e| io(e.to_string()))?;
         }
         Ok(store)
+    }
+
+    /// Tells the store which node it belongs to, so a leader's own entries can be replicated
+    /// while its fsync runs (`durable.rs`). Set once, before the Raft node starts.
+    pub fn set_node_id(&self, id: NodeId) {
+        let _ = self.node_id.set(id);
+    }
+
+    /// How far the log is on disk: the state machine and outgoing AppendEntries wait on it.
+    pub fn durable(&self) -> Durable {
+        self.wal.durable()
+    }
+
+    fn remember_vote(&self, vote: Option<Vote>) {
+        *self.vote.lock().unwrap_or_else(|p| p.into_inner()) = vote;
+    }
+
+    /// Whether `entries` are this node's own proposals as the leader of the current term (and
+    /// not membership changes): those may be acknowledged before their fsync (`durable.rs`).
+    fn leaders_own(&self, entries: &[Entry]) -> bool {
+        let Some(me) = self.node_id.get() else {
+            return false;
+        };
+        let vote = self.vote.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(vote) = vote.as_ref() else {
+            return false;
+        };
+        own_entries(*me, vote, entries)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, EntryCache> {
@@ -212,11 +247,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_meta(KEY_VOTE, vote).await
+        self.write_meta(KEY_VOTE, vote).await?;
+        self.remember_vote(Some(*vote));
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_meta(KEY_VOTE)
+        let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
+        self.remember_vote(vote);
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -224,10 +263,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // re-apply more at once after a restart. So no write per commit: each was a redb
         // transaction on a blocking thread, on every replica, for every entry. The newest
         // value is kept in memory and written, durably, at most once a second.
+        // Never ahead of what is on disk (`durable.rs`): a restart applies up to this point
+        // from the log, which must have it.
+        let on_disk = match (committed, self.wal.durable().upto()) {
+            (Some(c), Some(upto)) => c.index <= upto,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
         let due = {
             let mut mark = self.committed_mark();
             mark.latest = committed;
-            let due = mark.written_at.elapsed() >= std::time::Duration::from_secs(1);
+            let due = on_disk && mark.written_at.elapsed() >= std::time::Duration::from_secs(1);
             if due {
                 mark.written_at = std::time::Instant::now();
             }
@@ -263,8 +309,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(write_logs_err(e));
         }
+        let own = self.leaders_own(&entries);
         self.cache().appended(entries);
-        self.wal.flush(callback);
+        if own {
+            // Replicated while the fsync runs; applied only once it is done (`durable.rs`).
+            if let Some((index, _)) = encoded.last() {
+                self.wal.acked_early(*index);
+            }
+            callback.log_io_completed(Ok(()));
+            self.wal.flush(None);
+        } else {
+            self.wal.flush(Some(callback));
+        }
         Ok(())
     }
 
@@ -291,11 +347,47 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// `entries` were proposed by `me` as the leader of `vote`'s term, and none changes membership.
+fn own_entries(me: NodeId, vote: &Vote, entries: &[Entry]) -> bool {
+    vote.is_committed()
+        && vote.leader_id().voted_for() == Some(me)
+        && entries.iter().all(|e| {
+            e.log_id.leader_id == *vote.leader_id() && !matches!(e.payload, EntryPayload::Membership(_))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::store::blank_entry as entry;
+
+    #[test]
+    fn only_a_leaders_own_entries_skip_the_wait_for_their_fsync() {
+        // blank_entry is written by node 1 as leader of term 1.
+        let leading = Vote::new_committed(1, 1);
+        assert!(own_entries(1, &leading, &[entry(5), entry(6)]));
+        assert!(!own_entries(2, &leading, &[entry(5)]), "node 2 follows node 1");
+        assert!(
+            !own_entries(1, &Vote::new(1, 1), &[entry(5)]),
+            "a candidate, not yet a leader"
+        );
+        assert!(
+            !own_entries(1, &Vote::new_committed(2, 1), &[entry(5)]),
+            "an entry of an earlier term, replicated to this node"
+        );
+        let membership = Entry {
+            log_id: entry(7).log_id,
+            payload: EntryPayload::Membership(openraft::Membership::new(
+                vec![std::collections::BTreeSet::from([1])],
+                None,
+            )),
+        };
+        assert!(
+            !own_entries(1, &leading, &[entry(6), membership]),
+            "membership waits"
+        );
+    }
 
     /// A data dir written before raft.wal kept its entries in redb's log table: they move into
     /// the file at the first open, once.

@@ -16,6 +16,7 @@
 
 mod cache;
 mod codec;
+mod durable;
 mod log;
 mod state_machine;
 mod wal;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+pub use durable::{Durable, FlushFailed};
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
 
@@ -54,11 +56,12 @@ pub enum StoreError {
 pub fn open_store(path: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = open_db(path)?;
     let db = Arc::new(db);
-    let sm = StateMachineStore::load(db.clone()).map_err(|e| StoreError::Corrupt {
+    let log = LogStore::open(db.clone(), path.to_path_buf())?;
+    let sm = StateMachineStore::load(db, log.durable()).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),
         detail: format!("its snapshot could not be decoded: {e}"),
     })?;
-    Ok((LogStore::open(db, path.to_path_buf())?, sm))
+    Ok((log, sm))
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {

@@ -14,6 +14,7 @@ use redb::{Database, Durability, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode, read_err, write_err};
+use super::durable::Durable;
 use super::{KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META, SNAPSHOT};
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -38,11 +39,13 @@ pub struct StateMachineStore {
     /// Bumped (to the last applied index) after every apply and snapshot install, so readers
     /// that follow the state (task watchers, node assignments, the scheduler) wake up.
     changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How far this node's log is on disk: nothing is applied before it is (`durable.rs`).
+    durable: Durable,
 }
 
 impl StateMachineStore {
     /// Loads the latest snapshot, if any. The log entries after it are re-applied by openraft.
-    pub(crate) fn load(db: Arc<Database>) -> Result<Self, String> {
+    pub(crate) fn load(db: Arc<Database>, durable: Durable) -> Result<Self, String> {
         let mut inner = Inner::default();
         if let Some((meta, data)) = read_snapshot(&db).map_err(|e| e.to_string())? {
             let payload: SnapshotPayload = decode(&data).map_err(|e| e.to_string())?;
@@ -55,6 +58,7 @@ impl StateMachineStore {
             db,
             inner: Arc::new(RwLock::new(inner)),
             changed: Arc::new(tokio::sync::watch::channel(applied).0),
+            durable,
         })
     }
 
@@ -193,6 +197,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        // A leader acknowledges its own entries before their fsync; a commit counted on that
+        // becomes visible only once this node has them on disk too (`durable.rs`). Elsewhere
+        // they are on disk already and this returns at once.
+        if let Some(last) = entries.last() {
+            self.durable
+                .wait_for(last.log_id.index)
+                .await
+                .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+        }
         let out = self.apply_entries(entries);
         self.notify();
         Ok(out)
@@ -231,5 +245,46 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             })),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::storage::RaftStateMachine;
+
+    use super::*;
+    use crate::store::blank_entry;
+    use crate::store::durable::DurableTx;
+
+    /// A leader's own entry is acknowledged before its fsync (`durable.rs`); applying it, which
+    /// is what answers a client, waits for the fsync.
+    #[tokio::test]
+    async fn an_entry_acknowledged_before_its_fsync_is_applied_only_after_it() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let db = Arc::new(super::super::open_db(&dir.path().join("raft.redb")).expect("the db opens"));
+        let flushed = DurableTx::new(4);
+        let mut sm = StateMachineStore::load(db, flushed.subscribe()).expect("an empty state loads");
+
+        // Entries that were on disk before openraft heard of them apply at once.
+        let done = tokio::time::timeout(Duration::from_secs(5), sm.apply(vec![blank_entry(5)])).await;
+        assert!(matches!(done, Ok(Ok(_))), "entry 5 was never acknowledged early");
+
+        flushed.acked_early(6);
+        let applying = tokio::spawn({
+            let mut sm = sm.clone();
+            async move { sm.apply(vec![blank_entry(6)]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!applying.is_finished(), "entry 6 is not on disk yet");
+        assert_eq!(sm.last_applied().map(|l| l.index), Some(5));
+        flushed.advance(6);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), applying).await;
+        assert!(
+            matches!(outcome, Ok(Ok(Ok(_)))),
+            "applied once flushed: {outcome:?}"
+        );
+        assert_eq!(sm.last_applied().map(|l| l.index), Some(6));
     }
 }

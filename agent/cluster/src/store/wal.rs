@@ -35,6 +35,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::LogFlushed;
 
+use super::durable::{Durable, DurableTx};
 use super::StoreError;
 use crate::types::TypeConfig;
 
@@ -58,7 +59,8 @@ type Record = (u64, u64, u64);
 pub(crate) struct Wal {
     path: PathBuf,
     state: Arc<Mutex<State>>,
-    flush: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flush: mpsc::Sender<Option<LogFlushed<TypeConfig>>>,
+    durable: Arc<DurableTx>,
 }
 
 struct State {
@@ -71,6 +73,9 @@ struct State {
     dead: u64,
     /// The file's length: `end` and the zeros written ahead of it.
     allocated: u64,
+    /// Bumped by every truncation: an fsync that began before one does not vouch for the
+    /// records written after it.
+    truncations: u64,
 }
 
 impl Wal {
@@ -104,9 +109,12 @@ impl Wal {
                 "raft log: cutting off a record torn by a crash before it was flushed"
             );
             file.set_len(end).map_err(io)?;
-            file.sync_all().map_err(io)?;
             allocated = end;
         }
+        // What a crashed process left in the page cache is on disk from here on: the durable
+        // index starts at the last record.
+        file.sync_all().map_err(io)?;
+        let durable = Arc::new(DurableTx::new(records.back().map_or(0, |r| r.0)));
         let dead = records.front().map_or(end, |r| r.1);
         let state = Arc::new(Mutex::new(State {
             file: Arc::new(file),
@@ -114,12 +122,14 @@ impl Wal {
             records,
             dead,
             allocated,
+            truncations: 0,
         }));
-        let flush = start_flusher(Arc::downgrade(&state));
+        let flush = start_flusher(Arc::downgrade(&state), durable.clone());
         Ok(Wal {
             path: path.to_path_buf(),
             state,
             flush,
+            durable,
         })
     }
 
@@ -178,15 +188,40 @@ impl Wal {
 
     /// Makes everything appended so far durable, now.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        let file = self.lock().file.clone();
-        file.sync_all()
+        let (file, last, truncations) = self.to_flush();
+        file.sync_all()?;
+        self.flushed(last, truncations);
+        Ok(())
     }
 
-    /// Fires `callback` once everything appended so far is on disk.
-    pub(crate) fn flush(&self, callback: LogFlushed<TypeConfig>) {
+    /// Makes everything appended so far durable in the background, then fires `callback` (if
+    /// any). Without one, `durable()` says when it is done.
+    pub(crate) fn flush(&self, callback: Option<LogFlushed<TypeConfig>>) {
         if let Err(mpsc::SendError(callback)) = self.flush.send(callback) {
-            callback.log_io_completed(Err(io::Error::other("the raft log flusher has stopped")));
+            self.durable.fail();
+            if let Some(callback) = callback {
+                callback.log_io_completed(Err(io::Error::other("the raft log flusher has stopped")));
+            }
         }
+    }
+
+    /// How far the log is on disk.
+    pub(crate) fn durable(&self) -> Durable {
+        self.durable.subscribe()
+    }
+
+    /// Records up to `index` are acknowledged before their fsync: `durable()` waits for them.
+    pub(crate) fn acked_early(&self, index: u64) {
+        self.durable.acked_early(index);
+    }
+
+    /// The file to fsync, the last index it holds, and the truncation count, taken together.
+    fn to_flush(&self) -> (Arc<File>, Option<u64>, u64) {
+        to_flush(&self.state)
+    }
+
+    fn flushed(&self, last: Option<u64>, truncations: u64) {
+        flushed(&self.state, &self.durable, last, truncations);
     }
 
     /// The payloads of the live records with index in `[from, to)`.
@@ -228,7 +263,11 @@ impl Wal {
         // Cut, not zeroed: the records after `end` must be gone before anything is written there.
         st.file.set_len(end)?;
         st.allocated = end;
-        st.file.sync_all()
+        st.truncations += 1;
+        st.file.sync_all()?;
+        // Everything left is on disk now, and nothing from `from` on is.
+        self.durable.cut(from.saturating_sub(1));
+        Ok(())
     }
 
     /// Forgets the records with index <= `upto` (the snapshot has them); compacts the file when
@@ -369,10 +408,27 @@ fn crc(index: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// The flusher: fsyncs the current file, then fires the callbacks queued before the fsync
-/// began, in order. It holds the log only weakly and ends with it.
-fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushed<TypeConfig>> {
-    let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+fn to_flush(state: &Mutex<State>) -> (Arc<File>, Option<u64>, u64) {
+    let st = state.lock().unwrap_or_else(|p| p.into_inner());
+    (st.file.clone(), st.records.back().map(|r| r.0), st.truncations)
+}
+
+/// Publishes that an fsync begun at `last` / `truncations` has finished.
+fn flushed(state: &Mutex<State>, durable: &DurableTx, last: Option<u64>, truncations: u64) {
+    let st = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let (Some(last), true) = (last, st.truncations == truncations) {
+        durable.advance(last);
+    }
+}
+
+/// The flusher: fsyncs the current file, publishes how far the log is on disk, then fires the
+/// callbacks queued before the fsync began, in order. It holds the log only weakly and ends
+/// with it.
+fn start_flusher(
+    state: std::sync::Weak<Mutex<State>>,
+    durable: Arc<DurableTx>,
+) -> mpsc::Sender<Option<LogFlushed<TypeConfig>>> {
+    let (tx, rx) = mpsc::channel::<Option<LogFlushed<TypeConfig>>>();
     let spawned = std::thread::Builder::new()
         .name("raft-log-flush".into())
         .spawn(move || {
@@ -385,8 +441,16 @@ fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushe
                 let result = match state.upgrade() {
                     Some(state) => {
                         // Appends go on while this fsync runs: the lock is held only to take the file.
-                        let file = state.lock().unwrap_or_else(|p| p.into_inner()).file.clone();
-                        file.sync_data()
+                        let (file, last, truncations) = to_flush(&state);
+                        let synced = file.sync_data();
+                        match &synced {
+                            Ok(()) => flushed(&state, &durable, last, truncations),
+                            Err(e) => {
+                                tracing::error!("raft log: an fsync failed ({e}); nothing written since counts as on disk");
+                                durable.fail();
+                            }
+                        }
+                        synced
                     }
                     None => Err(io::Error::other("the raft log was closed before it was flushed")),
                 };
@@ -398,7 +462,7 @@ fn start_flusher(state: std::sync::Weak<Mutex<State>>) -> mpsc::Sender<LogFlushe
                         "raft store: an fsync of the log was slow (the disk is busy); commits waited for it"
                     );
                 }
-                for callback in waiting {
+                for callback in waiting.into_iter().flatten() {
                     callback.log_io_completed(match &result {
                         Ok(()) => Ok(()),
                         Err(e) => Err(io::Error::other(format!("raft log fsync failed: {e}"))),
