@@ -36,6 +36,15 @@ enum Flushed {
     Failed,
 }
 
+impl Flushed {
+    fn upto(self) -> Option<u64> {
+        match self {
+            Flushed::Upto(upto) => Some(upto),
+            Flushed::Failed => None,
+        }
+    }
+}
+
 /// The log could not be made durable.
 #[derive(Debug, thiserror::Error)]
 #[error("the raft log could not be flushed to disk (see the log for the fsync error)")]
@@ -80,10 +89,7 @@ impl Durable {
 
     /// The index up to which the log is on disk; `None` after a failed fsync.
     pub fn upto(&self) -> Option<u64> {
-        match *self.rx.borrow() {
-            Flushed::Upto(upto) => Some(upto),
-            Flushed::Failed => None,
-        }
+        self.rx.borrow().upto()
     }
 }
 
@@ -111,6 +117,11 @@ impl DurableTx {
     /// Entries up to `index` are about to be acknowledged before their fsync.
     pub(crate) fn acked_early(&self, index: u64) {
         self.early.fetch_max(index, Ordering::AcqRel);
+    }
+
+    /// The index up to which the log is on disk; `None` after a failed fsync.
+    pub(crate) fn upto(&self) -> Option<u64> {
+        self.tx.borrow().upto()
     }
 
     /// An fsync covered everything up to `upto`.

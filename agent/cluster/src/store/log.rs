@@ -265,7 +265,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // value is kept in memory and written, durably, at most once a second.
         // Never ahead of what is on disk (`durable.rs`): a restart applies up to this point
         // from the log, which must have it.
-        let on_disk = match (committed, self.wal.durable().upto()) {
+        let on_disk = match (committed, self.wal.durable_upto()) {
             (Some(c), Some(upto)) => c.index <= upto,
             (None, _) => true,
             (Some(_), None) => false,

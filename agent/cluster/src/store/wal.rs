@@ -188,9 +188,9 @@ impl Wal {
 
     /// Makes everything appended so far durable, now.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        let (file, last, truncations) = self.to_flush();
+        let (file, last, truncations) = to_flush(&self.state);
         file.sync_all()?;
-        self.flushed(last, truncations);
+        flushed(&self.state, &self.durable, last, truncations);
         Ok(())
     }
 
@@ -210,18 +210,14 @@ impl Wal {
         self.durable.subscribe()
     }
 
+    /// The index up to which the log is on disk now; `None` after a failed fsync.
+    pub(crate) fn durable_upto(&self) -> Option<u64> {
+        self.durable.upto()
+    }
+
     /// Records up to `index` are acknowledged before their fsync: `durable()` waits for them.
     pub(crate) fn acked_early(&self, index: u64) {
         self.durable.acked_early(index);
-    }
-
-    /// The file to fsync, the last index it holds, and the truncation count, taken together.
-    fn to_flush(&self) -> (Arc<File>, Option<u64>, u64) {
-        to_flush(&self.state)
-    }
-
-    fn flushed(&self, last: Option<u64>, truncations: u64) {
-        flushed(&self.state, &self.durable, last, truncations);
     }
 
     /// The payloads of the live records with index in `[from, to)`.
@@ -408,6 +404,7 @@ fn crc(index: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The file to fsync, the last index it holds, and the truncation count, taken together.
 fn to_flush(state: &Mutex<State>) -> (Arc<File>, Option<u64>, u64) {
     let st = state.lock().unwrap_or_else(|p| p.into_inner());
     (st.file.clone(), st.records.back().map(|r| r.0), st.truncations)
