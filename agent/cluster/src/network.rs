@@ -16,6 +16,10 @@
 //!   refuses the call, is `Unreachable`, which makes openraft back off for [`UNREACHABLE_BACKOFF`]
 //!   before trying that peer again.
 //!
+//! A commit-only AppendEntries (no entries, a log the follower confirmed) is answered at once
+//! and sent a few milliseconds later, unless the next entries carry the commit first
+//! (`commit_linger.rs`).
+//!
 //! An AppendEntries leaves only once this node's log is on disk up to the commit index it
 //! carries: a leader acknowledges its own entries before their fsync, and no follower may apply
 //! an entry on the strength of that alone (`store/durable.rs`). The wait is almost always
@@ -38,6 +42,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::commit_linger::CommitLinger;
 use crate::h2_channel::{ConnectError, H2Channel, Target};
 use crate::pki::NodeCredentials;
 use crate::store::Durable;
@@ -79,6 +84,8 @@ pub struct GrpcConnection {
     /// heartbeat interval, and a TLS handshake on a busy host can take longer; the next call
     /// picks up where this one ran out instead of starting over.
     connecting: Option<tokio::task::JoinHandle<Result<H2Channel, ConnectError>>>,
+    /// Commit-only AppendEntries to this follower, held back for the next entries to carry.
+    linger: CommitLinger,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -93,6 +100,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             durable: self.durable.clone(),
             client: None,
             connecting: None,
+            linger: CommitLinger::default(),
         }
     }
 }
@@ -223,6 +231,25 @@ impl GrpcConnection {
     }
 }
 
+/// Sends a commit-only AppendEntries that was answered already (`commit_linger.rs`); only
+/// the follower's answer matters, and only if it is a higher vote. Failures are dropped: the
+/// next heartbeat carries the commit again and finds out whether the follower is there.
+async fn held_append(
+    mut client: RaftClient<H2Channel>,
+    json: Vec<u8>,
+    timeout: Duration,
+) -> Option<AppendEntriesResponse<NodeId>> {
+    let mut request = tonic::Request::new(RaftPayload { json });
+    request.set_timeout(timeout);
+    let reply = tokio::time::timeout(timeout, client.append_entries(request))
+        .await
+        .ok()?
+        .ok()?;
+    let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+        serde_json::from_slice(&reply.into_inner().json).ok()?;
+    result.ok()
+}
+
 impl RaftNetwork<TypeConfig> for GrpcConnection {
     async fn append_entries(
         &mut self,
@@ -244,7 +271,26 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
                 }
             }
         }
-        self.call(RPCTypes::AppendEntries, &rpc, &option).await
+        if let Some(vote) = self.linger.take_higher_vote() {
+            return Ok(AppendEntriesResponse::HigherVote(vote));
+        }
+        if let (Some(client), Some(commit), true) =
+            (self.client.clone(), rpc.leader_commit, self.linger.may_hold(&rpc))
+        {
+            let json = serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let timeout = option.hard_ttl();
+            self.linger
+                .hold(commit.index, move || held_append(client, json, timeout));
+            return Ok(AppendEntriesResponse::Success);
+        }
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        let vote = rpc.vote;
+        self.linger.carrying(rpc.leader_commit.as_ref());
+        let reply = self.call(RPCTypes::AppendEntries, &rpc, &option).await;
+        if let Ok(AppendEntriesResponse::Success) = &reply {
+            self.linger.confirmed(last, vote);
+        }
+        reply
     }
 
     async fn install_snapshot(
