@@ -42,7 +42,7 @@ pub const COMMIT_LINGER: Duration = Duration::from_millis(5);
 #[derive(Default)]
 pub struct CommitLinger {
     /// The last log id this follower confirmed (answered Success to), with the vote it was sent under.
-    confirmed: Option<(Option<LogId>, Vote)>,
+    confirmed: Option<(LogId, Vote)>,
     /// 1 + the highest commit index that has left for this follower; 0 before any.
     carried: Arc<AtomicU64>,
     /// The request waiting for its linger to end, and when it ends.
@@ -70,8 +70,7 @@ impl CommitLinger {
             return false;
         };
         rpc.entries.is_empty()
-            && log.is_some()
-            && &rpc.prev_log_id == log
+            && rpc.prev_log_id.as_ref() == Some(log)
             && &rpc.vote == vote
             && commit.index + 1 > self.carried.load(Ordering::Acquire)
     }
@@ -117,7 +116,7 @@ impl CommitLinger {
 
     /// After the follower answered Success to a call sent under `vote` that ended at `last`.
     pub fn confirmed(&mut self, last: Option<LogId>, vote: Vote) {
-        self.confirmed = Some((last, vote));
+        self.confirmed = last.map(|log| (log, vote));
     }
 }
 

@@ -234,11 +234,13 @@ impl GrpcConnection {
 /// Sends a commit-only AppendEntries that was answered already (`commit_linger.rs`); only
 /// the follower's answer matters, and only if it is a higher vote. Failures are dropped: the
 /// next heartbeat carries the commit again and finds out whether the follower is there.
+/// Encoded here, not when it is held: under load it is almost never sent.
 async fn held_append(
     mut client: RaftClient<H2Channel>,
-    json: Vec<u8>,
+    rpc: AppendEntriesRequest<TypeConfig>,
     timeout: Duration,
 ) -> Option<AppendEntriesResponse<NodeId>> {
+    let json = serde_json::to_vec(&rpc).ok()?;
     let mut request = tonic::Request::new(RaftPayload { json });
     request.set_timeout(timeout);
     let reply = tokio::time::timeout(timeout, client.append_entries(request))
@@ -277,10 +279,9 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         if let (Some(client), Some(commit), true) =
             (self.client.clone(), rpc.leader_commit, self.linger.may_hold(&rpc))
         {
-            let json = serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             let timeout = option.hard_ttl();
             self.linger
-                .hold(commit.index, move || held_append(client, json, timeout));
+                .hold(commit.index, move || held_append(client, rpc, timeout));
             return Ok(AppendEntriesResponse::Success);
         }
         let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
