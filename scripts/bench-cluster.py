@@ -76,7 +76,11 @@ class Cluster:
         self.procs[name] = subprocess.Popen(cmd, env=self.node_env, stdout=subprocess.PIPE, stderr=err)
         if self.logs:
             err.close()
-        self.procs[name].stdout.readline()  # printed once serving (coordinators) or approved (agents)
+        # Printed once serving (coordinators) or approved (agents); nothing means it exited.
+        if not self.procs[name].stdout.readline():
+            code = self.procs[name].wait()
+            where = f"; its log: {os.path.join(self.logs, name + '.log')}" if self.logs else " (rerun with --logs DIR to keep its log)"
+            raise RuntimeError(f"{name} exited with status {code} before it was serving or approved{where}")
 
     def mark(self, text):
         """A line with a UTC timestamp in every node's log, to line the logs up with the client."""
@@ -107,14 +111,15 @@ class Cluster:
             self.kill(name)
 
 
-def wait(cond, timeout=60, step=0.05):
+def wait(cond, timeout=60, step=0.05, what=None):
+    """Polls `cond` until it returns something true; `what()` describes the state on a timeout."""
     end = time.time() + timeout
     while time.time() < end:
         v = cond()
         if v:
             return v
         time.sleep(step)
-    raise TimeoutError("condition not met")
+    raise TimeoutError(f"condition not met within {timeout} s" + (f": {what()}" if what else ""))
 
 
 def settled(c, ids):
@@ -336,7 +341,9 @@ def main():
             c.start("w1", wtoken, role="worker")
             leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
             lname = next(n for n, i in ids.items() if i == leader)
-            wait(lambda: c.node_state(lname, "w1") == "ready", timeout=30)
+            wait(lambda: c.node_state(lname, "w1") == "ready", timeout=30,
+                 what=lambda: f"w1 is {c.node_state(lname, 'w1')!r} on {lname}, its process "
+                              + ("running" if c.procs["w1"].poll() is None else f"exited {c.procs['w1'].returncode}"))
             time.sleep(1.5)
             c.kill("w1")
             t0 = time.time()
