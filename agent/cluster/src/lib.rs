@@ -7,6 +7,7 @@
 //!   `cortex_model::state::ClusterState::apply` (pure: no clock, no IO);
 //! - nothing here knows about HTTP, the CLI or the host; the agent wires those.
 
+pub mod catch_up;
 pub mod commit_linger;
 pub mod h2_channel;
 pub mod h2_server;

@@ -16,6 +16,9 @@
 //!   refuses the call, is `Unreachable`, which makes openraft back off for [`UNREACHABLE_BACKOFF`]
 //!   before trying that peer again.
 //!
+//! A new leader's first AppendEntries to a follower leave out the entries the follower said it
+//! holds when it answered the vote request; the follower checks that claim (`catch_up.rs`).
+//!
 //! A commit-only AppendEntries (no entries, a log the follower confirmed) is answered at once
 //! and sent a few milliseconds later, unless the next entries carry the commit first
 //! (`commit_linger.rs`).
@@ -42,6 +45,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::catch_up::{self, FollowerLogs};
 use crate::commit_linger::CommitLinger;
 use crate::h2_channel::{ConnectError, H2Channel, Target};
 use crate::pki::NodeCredentials;
@@ -62,6 +66,8 @@ pub struct GrpcNetwork {
     id: NodeId,
     creds: Arc<NodeCredentials>,
     durable: Durable,
+    /// Each peer's last log id, from its latest answer to a vote request.
+    followers: FollowerLogs,
 }
 
 impl GrpcNetwork {
@@ -69,7 +75,12 @@ impl GrpcNetwork {
     /// certificate and key, presented to every peer, and the CA peers must present; `durable`
     /// says how far this node's log is on disk (`LogStore::durable`).
     pub fn new(id: NodeId, creds: Arc<NodeCredentials>, durable: Durable) -> Self {
-        GrpcNetwork { id, creds, durable }
+        GrpcNetwork {
+            id,
+            creds,
+            durable,
+            followers: FollowerLogs::default(),
+        }
     }
 }
 
@@ -86,6 +97,8 @@ pub struct GrpcConnection {
     connecting: Option<tokio::task::JoinHandle<Result<H2Channel, ConnectError>>>,
     /// Commit-only AppendEntries to this follower, held back for the next entries to carry.
     linger: CommitLinger,
+    /// Shared by every connection of this node: what each peer said it holds.
+    followers: FollowerLogs,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -101,6 +114,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             client: None,
             connecting: None,
             linger: CommitLinger::default(),
+            followers: self.followers.clone(),
         }
     }
 }
@@ -286,6 +300,21 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         }
         let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let vote = rpc.vote;
+        let short = (self.followers.get(self.target)).and_then(|held| catch_up::trim(&rpc, held));
+        if let Some(short) = short {
+            // Ends at the same log id as `rpc`: a Success means the same (`catch_up.rs`).
+            self.linger.carrying(short.leader_commit.as_ref());
+            match self.call(RPCTypes::AppendEntries, &short, &option).await {
+                Ok(AppendEntriesResponse::Success) => {
+                    self.linger.confirmed(last, vote);
+                    return Ok(AppendEntriesResponse::Success);
+                }
+                Ok(AppendEntriesResponse::HigherVote(v)) => return Ok(AppendEntriesResponse::HigherVote(v)),
+                // It does not hold what it said: the whole request after all.
+                Ok(_) => self.followers.forget(self.target),
+                Err(e) => return Err(e),
+            }
+        }
         self.linger.carrying(rpc.leader_commit.as_ref());
         let reply = self.call(RPCTypes::AppendEntries, &rpc, &option).await;
         if let Ok(AppendEntriesResponse::Success) = &reply {
@@ -310,7 +339,11 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(RPCTypes::Vote, &rpc, &option).await
+        let reply: Result<VoteResponse<NodeId>, _> = self.call(RPCTypes::Vote, &rpc, &option).await;
+        if let Ok(answer) = &reply {
+            self.followers.reported(self.target, answer.last_log_id);
+        }
+        reply
     }
 
     fn backoff(&self) -> Backoff {

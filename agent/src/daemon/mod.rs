@@ -49,6 +49,9 @@ use crate::config::Config;
 /// for the last one, to persist on the follower.
 const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
 
+/// Entries per AppendEntries (see the Raft configuration below).
+const MAX_APPEND_ENTRIES: u64 = 64;
+
 #[derive(Serialize)]
 struct Where {
     cluster_id: String,
@@ -117,6 +120,12 @@ async fn serve(
         // disk: the last chunk is persisted before it is answered). Append-entries are bounded
         // by the heartbeat interval and votes by the minimum election timeout (openraft's own).
         install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
+        // Entries per AppendEntries (openraft's default is 300). A batch entry carries up to 256
+        // writes, so 300 of them were megabytes per request: a new leader probing for a
+        // follower's matching point read, encoded and sent that much per probe (`catch_up.rs`),
+        // and one such request could outlast the heartbeat-interval deadline. Under load a
+        // request carries a few entries; a follower catching up gets 64 per round trip.
+        max_payload_entries: MAX_APPEND_ENTRIES,
         ..Default::default()
     }
     .validate()
