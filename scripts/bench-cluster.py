@@ -122,6 +122,20 @@ def wait(cond, timeout=60, step=0.05, what=None):
     raise TimeoutError(f"condition not met within {timeout} s" + (f": {what()}" if what else ""))
 
 
+def three_coordinators(c):
+    """Starts c1 (`cortex up`) and joins c2 and c3 as coordinators; waits for three voters.
+    Returns ({name: node id}, the leader's name)."""
+    c.start("c1")
+    wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
+    token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
+    c.start("c2", token)
+    c.start("c3", token)
+    wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
+    ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
+    leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
+    return ids, next(n for n, i in ids.items() if i == leader)
+
+
 def settled(c, ids):
     """The leader's name once the cluster is in a steady state: every node answers, all agree on
     one leader and term, there is exactly one leader, and every node has the same last log index
@@ -243,21 +257,13 @@ def main():
     out = {"worker_threads": a.worker_threads, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as sb:
         c = Cluster(a.binary, sb, a.env, a.logs, a.log_level)
-        c.start("c1")
-        wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
-        token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
-        c.start("c2", token)
-        c.start("c3", token)
-        wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
-        ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
+        ids, lname = three_coordinators(c)
 
         skip = set(a.skip.split(","))
         # 3. throughput first, on a healthy cluster.
         out["writes_3_coordinators"] = []
         if "writes" in skip:
             a.seconds = 0
-        leader = wait(lambda: (c.status("c1") or {}).get("leader_id"))
-        lname = next(n for n, i in ids.items() if i == leader)
         # The last runs are the floor: the same 64 clients calling WhoAmI over their own and over
         # the first shared connection count (same gRPC, mTLS and token check, no Raft). No write
         # through the API can go faster than that on this host.

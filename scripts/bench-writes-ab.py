@@ -30,15 +30,7 @@ def run(binary, a):
     with tempfile.TemporaryDirectory() as sb:
         c = bc.Cluster(binary, sb, ["TOKIO_WORKER_THREADS=1"])
         try:
-            c.start("c1")
-            bc.wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
-            token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
-            c.start("c2", token)
-            c.start("c3", token)
-            bc.wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
-            ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
-            leader = bc.wait(lambda: (c.status("c1") or {}).get("leader_id"))
-            lname = next(n for n, i in ids.items() if i == leader)
+            _, lname = bc.three_coordinators(c)
             args = ["-o", "json", "loadgen", "writes", "--node", "c1", "--clients", str(a.clients),
                     "--connections", str(a.connections or a.clients), "--keys", "1", "--call", a.call]
             c.cli(*args, "--seconds", "1", server=c.addrs[lname])

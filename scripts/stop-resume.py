@@ -25,15 +25,7 @@ def one_round(binary, r, ldir):
     with tempfile.TemporaryDirectory() as sb:
         c = bc.Cluster(binary, sb, [], ldir, "info,openraft=warn")
         try:
-            c.start("c1")
-            bc.wait(lambda: c.status("c1") and c.status("c1")["leader_id"])
-            token = c.cli("token", "create", "--auto-approve", server=c.addrs["c1"]).stdout.strip()
-            c.start("c2", token)
-            c.start("c3", token)
-            bc.wait(lambda: (c.status("c1") or {}).get("voters") and len(c.status("c1")["voters"]) == 3)
-            ids = {n: c.status(n)["node_id"] for n in ("c1", "c2", "c3")}
-            leader = bc.wait(lambda: (c.status("c1") or {}).get("leader_id"))
-            lead = next(n for n, i in ids.items() if i == leader)
+            _, lead = bc.three_coordinators(c)
             names = ["c1", "c2", "c3"]
             lag = names[(names.index(lead) + 1) % 3]
             for i in range(3):

@@ -146,8 +146,8 @@ pub async fn run(cmd: LoadgenCommand, out: Output) -> anyhow::Result<()> {
         conns.push(Client::connect(&client).await?);
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for worker in 0..clients {
         let mut c = conns[worker % connections].clone();
