@@ -126,6 +126,8 @@ async fn serve(
         // and one such request could outlast the heartbeat-interval deadline. Under load a
         // request carries a few entries; a follower catching up gets 64 per round trip.
         max_payload_entries: MAX_APPEND_ENTRIES,
+        // Elections are started by `election.rs` alone (why: its module documentation).
+        enable_elect: false,
         ..Default::default()
     }
     .validate()
