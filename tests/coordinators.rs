@@ -42,6 +42,24 @@ fn start_coordinator(sb: &std::path::Path, name: &str, token: &str, grpc: &str) 
     a
 }
 
+/// Three coordinators on `g1`..`g3` (c1 by `cortex up`, c2 and c3 joined with an auto-approve
+/// token), once all three are voters.
+fn three_coordinators(sb: &std::path::Path, g: [&str; 3]) -> (Node, Agent, Agent) {
+    let c1 = Node::start_with(
+        sb,
+        &sb.join("c1"),
+        &["--grpc-addr", g[0], "--node-name", "c1"],
+        fast_liveness,
+    );
+    let token = join_token(&c1, &["--auto-approve"]);
+    let c2 = start_coordinator(sb, "c2", &token, g[1]);
+    let c3 = start_coordinator(sb, "c3", &token, g[2]);
+    eventually(Duration::from_secs(30), "three voters", || {
+        (voters(&c1, g[0]) == 3).then_some(())
+    });
+    (c1, c2, c3)
+}
+
 #[test]
 fn three_coordinators_form_fail_over_heal_and_restart() {
     let sb = tempfile::tempdir().expect("tempdir");
@@ -173,18 +191,7 @@ fn three_coordinators_form_fail_over_heal_and_restart() {
 fn a_token_works_at_once_through_a_coordinator_still_catching_up() {
     let sb = tempfile::tempdir().expect("tempdir");
     let (g1, g2, g3) = (free_addr(), free_addr(), free_addr());
-    let c1 = Node::start_with(
-        sb.path(),
-        &sb.path().join("c1"),
-        &["--grpc-addr", &g1, "--node-name", "c1"],
-        fast_liveness,
-    );
-    let token = join_token(&c1, &["--auto-approve"]);
-    let c2 = start_coordinator(sb.path(), "c2", &token, &g2);
-    let c3 = start_coordinator(sb.path(), "c3", &token, &g3);
-    eventually(Duration::from_secs(30), "three voters", || {
-        (voters(&c1, &g1) == 3).then_some(())
-    });
+    let (c1, c2, c3) = three_coordinators(sb.path(), [&g1, &g2, &g3]);
     let leader = eventually(Duration::from_secs(20), "a leader", || {
         status(&c1, &g1).and_then(|s| s["leader_id"].as_u64())
     });
@@ -234,4 +241,58 @@ fn a_token_works_at_once_through_a_coordinator_still_catching_up() {
         );
         w.wait_approved(Duration::from_secs(30));
     }
+}
+
+/// A coordinator that comes back on another address (a new DHCP lease, a moved listener) is
+/// found there: its heartbeats carry the address, the leader records it (an event says so) and
+/// moves its Raft address, and it then hears the leader and applies what was written while it
+/// was away. Without the move the leader's AppendEntries go to the old address for ever.
+#[test]
+fn a_coordinator_back_on_another_address_is_found_there() {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let (g1, g2, g3, moved) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let (c1, _c2, mut c3) = three_coordinators(sb.path(), [&g1, &g2, &g3]);
+    let c3_id = status(&c1, &g3)
+        .and_then(|s| s["node_id"].as_u64())
+        .expect("c3's node id");
+
+    c3.kill9();
+    // Written while c3 is away: it has to catch up on this at its new address.
+    eventually(Duration::from_secs(20), "a write while c3 is away", || {
+        c1.cli(&["node", "label", "c1", "while=away", "--server", &g1])
+            .status
+            .success()
+            .then_some(())
+    });
+    let mut c3 = Agent::start(
+        sb.path(),
+        &sb.path().join("c3"),
+        &["--role", "coordinator", "--grpc-addr", &moved],
+    );
+    c3.wait_approved(Duration::from_secs(30));
+
+    eventually(Duration::from_secs(30), "c3 recorded at its new address", || {
+        let n = crate::harness::http::get(&c1.http, &format!("/api/v1/nodes/{c3_id}")).ok()?;
+        (n.json()["grpc_addr"] == moved.as_str()).then_some(())
+    });
+    let events = c1.cli_ok(&["-o", "json", "events"]);
+    assert!(
+        events.contains("node_address_changed") && events.contains(&format!("{g3} → {moved}")),
+        "no address event: {events}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "c3 hears the leader and catches up at its new address",
+        || {
+            let s = status(&c1, &moved)?;
+            s["leader_id"].as_u64()?;
+            let out = c1.cli(&["-o", "json", "node", "show", "c1", "--server", &moved]);
+            let node: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (node["labels"]["while"] == "away").then_some(())
+        },
+    );
+    // It is a voter again, reached at the new address: a write through it is accepted.
+    let out = c1.cli(&["node", "label", "c1", "via=moved", "--server", &moved]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(voters(&c1, &moved), 3);
 }

@@ -37,7 +37,7 @@ async fn calls(
     let beat = CortexClient::new(ch.clone())
         .heartbeat(HeartbeatRequest {
             node_id,
-            resources_json: String::new(),
+            ..Default::default()
         })
         .await
         .map(|_| ());
@@ -97,6 +97,21 @@ async fn raft_heartbeat_and_forward_need_the_right_certificate() {
         Some(Code::PermissionDenied),
         "a worker cannot heartbeat for another node"
     );
+    // Its own heartbeat with an address that is not ip:port is refused, naming the field.
+    let tls = client_tls(&ca, Some(&w));
+    let ch = lazy_channel(&coord.grpc, &tls, Duration::from_secs(3)).expect("channel");
+    for bad in ["nowhere", "0.0.0.0:7071", "10.0.0.1:0"] {
+        let r = CortexClient::new(ch.clone())
+            .heartbeat(HeartbeatRequest {
+                node_id: wid,
+                grpc_addr: bad.into(),
+                ..Default::default()
+            })
+            .await;
+        let e = r.expect_err(bad);
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}: {e:?}");
+        assert!(e.message().contains("grpc_addr"), "{bad}: {}", e.message());
+    }
 
     // A coordinator certificate gets past authentication (the empty payload is then refused
     // as malformed, which proves the call reached the handler).

@@ -122,6 +122,12 @@ pub enum Command {
         images: Vec<String>,
         at_ms: UnixMillis,
     },
+    /// A node's gRPC address changed (reported in its own heartbeats; see `node_addr.rs`).
+    SetNodeAddr {
+        node_id: NodeId,
+        grpc_addr: String,
+        at_ms: UnixMillis,
+    },
     /// A node's self-benchmark summary (measured on the node, published by it).
     SetNodeBench {
         node_id: NodeId,
@@ -191,6 +197,7 @@ impl Command {
             Command::NetBenchListening { .. } => "net_bench_listening",
             Command::SetNetBench { .. } => "set_net_bench",
             Command::SetNodeImages { .. } => "set_node_images",
+            Command::SetNodeAddr { .. } => "set_node_addr",
         }
     }
 }

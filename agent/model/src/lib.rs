@@ -9,6 +9,7 @@ pub mod command;
 pub mod inventory;
 mod netbench;
 pub mod node;
+pub mod node_addr;
 pub mod placement;
 pub mod state;
 pub mod task;

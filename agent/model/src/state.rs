@@ -434,6 +434,11 @@ impl ClusterState {
                 reason,
                 at_ms,
             } => self.cancel_tasks(task_ids, reason, *at_ms),
+            Command::SetNodeAddr {
+                node_id,
+                grpc_addr,
+                at_ms,
+            } => self.set_node_addr(*node_id, grpc_addr, *at_ms),
             Command::SetNodeImages {
                 node_id,
                 images,

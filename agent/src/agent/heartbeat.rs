@@ -65,6 +65,9 @@ impl Health {
 
 pub struct Heartbeat {
     node_id: u64,
+    /// The address this node serves gRPC on (coordinators; "" for a worker), sent with every
+    /// heartbeat so a node that came back on another address is found there.
+    grpc_addr: String,
     creds: Arc<NodeCredentials>,
     coordinators: Vec<String>,
     leader: Option<String>,
@@ -90,6 +93,7 @@ impl Heartbeat {
     ) -> Heartbeat {
         Heartbeat {
             node_id,
+            grpc_addr: String::new(),
             creds: Arc::new(creds),
             coordinators,
             leader: None,
@@ -100,6 +104,12 @@ impl Heartbeat {
             bench_requests: watch::channel(None).0,
             net_bench_requests: watch::channel(None).0,
         }
+    }
+
+    /// Reports `addr` as where this node serves gRPC (a coordinator's Raft and API address).
+    pub fn serving_grpc_at(mut self, addr: String) -> Heartbeat {
+        self.grpc_addr = addr;
+        self
     }
 
     /// The benchmark re-run this node was asked for (from the leader's heartbeat answer).
@@ -158,6 +168,7 @@ impl Heartbeat {
             let mut req = tonic::Request::new(HeartbeatRequest {
                 node_id: self.node_id,
                 resources_json: serde_json::to_string(&resources).unwrap_or_default(),
+                grpc_addr: self.grpc_addr.clone(),
             });
             req.set_timeout(self.interval.max(Duration::from_millis(500)));
             let timeout = self.interval.max(Duration::from_millis(500)) * 2;

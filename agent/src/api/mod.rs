@@ -56,6 +56,8 @@ struct Inner {
     /// Writes go through the group-commit batcher (`batch.rs`).
     writes: batch::Sender,
     task_log_limit: u64,
+    /// Nodes whose new gRPC address is being recorded (`note_grpc_addr`).
+    addr_updates: std::sync::Mutex<std::collections::HashSet<NodeId>>,
 }
 
 /// Everything a `NodeApi` is built from.
@@ -100,6 +102,7 @@ impl NodeApi {
                 join_limiter: join::RateLimiter::default(),
                 writes,
                 task_log_limit: p.task_log_limit,
+                addr_updates: Default::default(),
             }),
         };
         // The batcher holds a clone; it ends when the runtime does.
@@ -239,6 +242,57 @@ impl NodeApi {
                     tracing::warn!(node_id, "could not mark a returning node ready: {e}");
                 }
             });
+        }
+    }
+
+    /// On the leader: a node whose heartbeat names another gRPC address than its record gets
+    /// that address recorded (the membership reconciler moves a coordinator's Raft address to
+    /// it). One proposal per node at a time; a failed one is retried by the next heartbeat.
+    pub fn note_grpc_addr(&self, node_id: NodeId, grpc_addr: &str) {
+        if grpc_addr.is_empty() || self.leader().0 != Some(self.inner.node_id) {
+            return;
+        }
+        let moved = self
+            .inner
+            .sm
+            .state()
+            .nodes
+            .get(&node_id)
+            .is_some_and(|n| n.grpc_addr != grpc_addr);
+        if !moved
+            || !self
+                .inner
+                .addr_updates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node_id)
+        {
+            return;
+        }
+        let (api, addr) = (self.clone(), grpc_addr.to_string());
+        tokio::spawn(async move {
+            let cmd = Command::SetNodeAddr {
+                node_id,
+                grpc_addr: addr,
+                at_ms: now_ms(),
+            };
+            if let Err(e) = api.write(cmd).await {
+                tracing::warn!(node_id, "could not record a node's new gRPC address: {e}");
+            }
+            api.inner
+                .addr_updates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&node_id);
+        });
+    }
+
+    /// `note_grpc_addr` for this node itself (the leader's heartbeats may not reach it while
+    /// the others still know it by an old address).
+    pub fn note_own_grpc_addr(&self) {
+        let own = self.inner.grpc_addr.clone();
+        if cortex_model::node_addr::check_grpc_addr(&own).is_ok() {
+            self.note_grpc_addr(self.inner.node_id, &own);
         }
     }
 

@@ -122,6 +122,7 @@ pub async fn run(
                 let req = HeartbeatRequest {
                     node_id,
                     resources_json: String::new(),
+                    grpc_addr: String::new(),
                 };
                 match cortex.heartbeat(req).await {
                     Ok(_) => ok += 1,

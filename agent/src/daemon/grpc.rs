@@ -375,8 +375,12 @@ impl Cortex for CortexService {
             serde_json::from_str(&r.resources_json)
                 .map_err(|e| Status::invalid_argument(format!("invalid resources_json: {e}")))?
         };
+        if !r.grpc_addr.is_empty() {
+            cortex_model::node_addr::check_grpc_addr(&r.grpc_addr).map_err(Status::invalid_argument)?;
+        }
         self.api.liveness().record(peer_id, resources);
         self.api.rejoin_if_left(peer_id);
+        self.api.note_grpc_addr(peer_id, &r.grpc_addr);
         let (leader_id, leader_addr) = self.api.leader();
         let bench_request_json = self
             .api

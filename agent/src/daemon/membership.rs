@@ -1,8 +1,10 @@
 //! Keeps the Raft voter set at its target, on the leader only: approved coordinators are added
 //! as learners, promoted to voters once caught up while the voter count is below target, and a
-//! voter DOWN for longer than `voter_grace_ms` is replaced by a healthy caught-up learner.
+//! voter DOWN for longer than `voter_grace_ms` is replaced by a healthy caught-up learner. A
+//! member that came back on another gRPC address is moved there (`SetNodes`): the address is
+//! the one the node reports for itself in its heartbeats, over its own certificate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cortex_model::node::{NodeRole, NodeState};
@@ -56,6 +58,27 @@ async fn reconcile(
     };
     let nodes = api.list_nodes();
     let state_of = |id: u64| nodes.iter().find(|n| n.id == id).map(|n| n.state);
+
+    // 0. Addresses. This node's record follows its listener, and every member's Raft address
+    // follows its record: a coordinator that came back on another address reports it in its
+    // heartbeats (`NodeApi::note_grpc_addr`), and until its Raft address moves the leader's
+    // AppendEntries go to the old one and it never hears of a leader.
+    api.note_own_grpc_addr();
+    let moved: BTreeMap<u64, BasicNode> = membership
+        .nodes()
+        .filter_map(|(id, node)| {
+            let record = nodes.iter().find(|n| n.id == *id)?;
+            (!record.grpc_addr.is_empty() && record.grpc_addr != node.addr)
+                .then(|| (*id, BasicNode::new(record.grpc_addr.clone())))
+        })
+        .collect();
+    if !moved.is_empty() {
+        tracing::info!(?moved, "moving Raft members to the addresses they now report");
+        raft.change_membership(ChangeMembers::SetNodes(moved), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
 
     // 1. Approved coordinators that are not members yet become learners.
     for n in nodes

@@ -219,7 +219,13 @@ async fn serve(
         api.coordinator_addrs(),
         Duration::from_millis(config.cluster.heartbeat_interval_ms),
         config.data_dir.clone(),
-    );
+    )
+    // An unspecified listen address (0.0.0.0) says nothing about where others reach this node.
+    .serving_grpc_at(if grpc_addr.ip().is_unspecified() {
+        String::new()
+    } else {
+        grpc_addr.to_string()
+    });
     let contact = heartbeat.health();
     tokio::spawn(crate::selfbench::serve_requests(
         crate::worker::Link::Local(api.clone()),
