@@ -290,9 +290,9 @@ impl NodeApi {
     /// `note_grpc_addr` for this node itself (the leader's heartbeats may not reach it while
     /// the others still know it by an old address).
     pub fn note_own_grpc_addr(&self) {
-        let own = self.inner.grpc_addr.clone();
-        if cortex_model::node_addr::check_grpc_addr(&own).is_ok() {
-            self.note_grpc_addr(self.inner.node_id, &own);
+        let own = &self.inner.grpc_addr;
+        if cortex_model::node_addr::check_grpc_addr(own).is_ok() {
+            self.note_grpc_addr(self.inner.node_id, own);
         }
     }
 

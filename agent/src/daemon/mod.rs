@@ -220,12 +220,12 @@ async fn serve(
         Duration::from_millis(config.cluster.heartbeat_interval_ms),
         config.data_dir.clone(),
     )
-    // An unspecified listen address (0.0.0.0) says nothing about where others reach this node.
-    .serving_grpc_at(if grpc_addr.ip().is_unspecified() {
-        String::new()
-    } else {
-        grpc_addr.to_string()
-    });
+    // An address others cannot reach (0.0.0.0) is not reported: the same rule the leader applies.
+    .serving_grpc_at(
+        Some(grpc_addr.to_string())
+            .filter(|a| cortex_model::node_addr::check_grpc_addr(a).is_ok())
+            .unwrap_or_default(),
+    );
     let contact = heartbeat.health();
     tokio::spawn(crate::selfbench::serve_requests(
         crate::worker::Link::Local(api.clone()),
